@@ -1,0 +1,62 @@
+# One Makefile drives everything; `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BOOT := $(VENV)/.boot
+NATIVE := lima/_core.abi3.so
+RUST_SRC := $(shell find rust_core/src -name '*.rs') rust_core/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
+DEMO_OUT ?= out/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-rust test-python lint fmt bench wheel clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(BOOT):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "maturin>=1.7,<2"
+	touch $@
+
+# Builds the native module in release mode and installs lima (editable) with
+# its dependencies and the dev tools into .venv.
+$(NATIVE): $(BOOT) $(RUST_SRC)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
+		$(VENV)/bin/maturin develop --release --extras dev -q
+	touch $@
+
+install: $(NATIVE) ## Create .venv, build the Rust core, install lima and dev tools
+
+demo: $(NATIVE) ## Build the dataset from the bundled sample dumps into out/demo
+	$(VENV)/bin/lima-data build --out $(DEMO_OUT)
+
+test-rust: ## Rust unit tests (no Python needed)
+	cargo test --workspace --quiet
+
+test-python: $(NATIVE) ## Python tests (fast set; slow/gpu/benchmark are opt-in markers)
+	$(PY) -m pytest -q
+
+test: test-rust test-python ## All tests
+
+lint: $(NATIVE) ## rustfmt, clippy -D warnings, ruff, mypy, stub check of lima._core
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check lima tests benches
+	$(VENV)/bin/ruff format --check lima tests benches
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest lima._core
+
+fmt: $(NATIVE) ## Format Rust and Python sources
+	cargo fmt --all
+	$(VENV)/bin/ruff format lima tests benches
+	$(VENV)/bin/ruff check --fix lima tests benches
+
+bench: $(NATIVE) ## Throughput benchmarks (builds a >=1 GB Posts.xml under bench-data/)
+	$(PY) benches/bench_stackexchange.py
+
+wheel: $(BOOT) ## Build a release wheel into dist/
+	$(VENV)/bin/maturin build --release -o dist
+
+clean: ## Remove build outputs and the venv
+	rm -rf target dist $(VENV) $(NATIVE) out bench-data

@@ -1,0 +1,38 @@
+"""Type stub of the native module (checked by ``mypy.stubtest`` in ``make lint``)."""
+
+from os import PathLike
+from typing import Any
+
+__version__: str
+
+class LimaError(Exception): ...
+class DumpFormatError(LimaError): ...
+class ArchiveError(LimaError): ...
+
+class Progress:
+    def __new__(cls) -> Progress: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    def cancel(self) -> None: ...
+
+class ArrowBatches:
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+def scan_stackexchange(
+    path: str | PathLike[str],
+    *,
+    progress: Progress | None = None,
+    on_error: str = "fail",
+    seed: int = 0,
+    filters: bool = True,
+    min_score: int = 10,
+    min_chars: int = 1200,
+    max_chars: int = 4096,
+    first_person_words: list[str] | None = None,
+    reference_phrases: list[str] | None = None,
+    max_line_bytes: int = 67108864,
+) -> tuple[ArrowBatches, dict[str, Any]]: ...
+def html_to_markdown(html: str) -> tuple[str, str]: ...
+def default_reference_phrases() -> list[str]: ...

@@ -1,0 +1,203 @@
+"""``lima-data``: the data toolkit's command line."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lima import schema
+from lima.errors import ConfigError, LimaError
+
+app = typer.Typer(
+    help="Curate a LIMA-style alignment set from raw public dumps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+scan_app = typer.Typer(
+    help="Scan raw dumps into candidate files (Parquet, the shared example schema).",
+    no_args_is_help=True,
+)
+app.add_typer(scan_app, name="scan")
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+class OnError(str, enum.Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+def _funnel_table(title: str, funnel: dict[str, Any]) -> Table:
+    t = Table(title=title, show_header=True)
+    t.add_column("stage")
+    t.add_column("count", justify="right")
+    for key in (
+        "rows_read", "questions", "answers", "malformed_rows", "duplicate_ids",
+        "answers_orphaned", "answers_not_top", "questions_unanswered", "top_answers",
+    ):  # fmt: skip
+        t.add_row(key, str(funnel.get(key, 0)))
+    for kind, n in sorted(funnel.get("other_post_types", {}).items()):
+        t.add_row(f"  other post type {kind}", str(n))
+    for reason, n in funnel.get("rejected", {}).items():
+        t.add_row(f"  rejected: {reason}", str(n))
+    t.add_row("[bold]kept[/bold]", f"[bold]{funnel.get('kept', 0)}[/bold]")
+    for reason, n in funnel.get("files_skipped", {}).items():
+        t.add_row(f"files skipped: {reason}", str(n))
+    return t
+
+
+@scan_app.command("stackexchange")
+def scan_stackexchange(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Site dumps: a .7z archive, a folder holding Posts.xml, or a Posts.xml."),
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output Parquet file.")],
+    stats: Annotated[
+        Path | None, typer.Option("--stats", help="Write the funnel (counts per reason) as JSON.")
+    ] = None,
+    no_filters: Annotated[
+        bool, typer.Option("--no-filters", help="Keep every top answer (the unfiltered ablation).")
+    ] = False,
+    include_meta: Annotated[
+        bool, typer.Option("--include-meta", help="Scan meta sites too (skipped by default).")
+    ] = False,
+    site: Annotated[
+        str | None,
+        typer.Option("--site", help="Site host name, when the file name does not tell it."),
+    ] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option("--on-error", help="fail: stop at the first bad record; skip: count it, go on."),
+    ] = OnError.fail,
+    seed: Annotated[int, typer.Option(help="Seed of the title-or-body prompt choice.")] = 0,
+    min_score: Annotated[int, typer.Option(help="Lowest top-answer score kept.")] = 10,
+    min_chars: Annotated[int, typer.Option(help="Shortest answer kept, in characters.")] = 1200,
+    max_chars: Annotated[int, typer.Option(help="Longest answer kept, in characters.")] = 4096,
+    sites_file: Annotated[
+        Path | None,
+        typer.Option(help="CSV (site,group) that overrides the shipped STEM/other table."),
+    ] = None,
+) -> None:
+    """Write one row per (question, top answer) pair that passes LIMA's filters.
+
+    The top answer is the highest-scored (ties: the accepted one, then the
+    lowest id). Filters: score >= 10, 1200..4096 characters, no first-person
+    words, no references to other answers. Every answer read is counted in the
+    funnel under the reason it was dropped.
+    """
+    from lima.io import atomic_write, write_json
+    from lima.sites import load_groups
+    from lima.sources.stackexchange import FilterSettings, scan_site, total_funnel
+
+    if site and len(paths) > 1:
+        raise ConfigError("--site names the site of one dump; pass one PATH with it")
+    groups = load_groups(sites_file)
+    filters = FilterSettings(
+        enabled=not no_filters, min_score=min_score, min_chars=min_chars, max_chars=max_chars
+    )
+    scans = []
+    for path in paths:
+        s = scan_site(
+            path,
+            groups=groups,
+            site=site,
+            include_meta=include_meta,
+            filters=filters,
+            on_error=on_error.value,
+            seed=seed,
+        )
+        if s.status == "skipped":
+            err_console.print(f"[yellow]skipped[/yellow] {path}: {s.reason} ({s.site})")
+        else:
+            err_console.print(f"{s.site} ({s.group}): {s.funnel['kept']} kept of {s.funnel['answers']} answers")
+            for msg in s.funnel.get("errors", []):
+                err_console.print(f"  [yellow]skipped record[/yellow] {msg}")
+        scans.append(s)
+    frames = [s.frame for s in scans if s.status == "scanned"]
+    frame = pl.concat(frames) if frames else schema.empty()
+    atomic_write(out, lambda tmp: frame.write_parquet(tmp))
+    total = total_funnel(scans)
+    if stats:
+        write_json(stats, {"files": [s.report() for s in scans], "total": total})
+    err_console.print(_funnel_table(f"Stack Exchange funnel → {out} ({len(frame)} rows)", total))
+
+
+@app.command()
+def build(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="lima.toml; without it, the bundled sample dumps are used."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out"),
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+) -> None:
+    """Run the whole curation: scan, select the quotas, write train.jsonl,
+    manifest.json, stats.md and candidates/*.parquet.
+
+    A rerun reuses every finished scan of unchanged inputs.
+    """
+    from lima import build as build_mod
+    from lima import config as config_mod
+
+    if config is None:
+        cfg = config_mod.sample_config()
+        err_console.print(
+            "[cyan]no --config: building from the sample dumps bundled with lima "
+            f"(beer, coffee, quantumcomputing) with scaled-down quotas "
+            f"(stem {cfg.stackexchange.quota.stem}, other {cfg.stackexchange.quota.other})[/cyan]"
+        )
+    else:
+        cfg = config_mod.load(config)
+    if seed is not None:
+        cfg.seed = seed
+    result = build_mod.run(cfg, out)
+    for group, r in result.selection.items():
+        if r.short_by:
+            err_console.print(
+                f"[yellow]quota not filled[/yellow]: stackexchange {group} wanted {r.wanted}, "
+                f"got {r.got} ({r.candidates} candidates) — short by {r.short_by}"
+            )
+    out_console.print((out / "stats.md").read_text(encoding="utf-8"))
+    err_console.print(f"[green]wrote[/green] {out}/train.jsonl ({len(result.train)} examples), "
+                      f"manifest.json, stats.md, candidates/")
+
+
+@app.command()
+def stats(
+    file: Annotated[Path, typer.Argument(help="A train/dev/test .jsonl or a candidates .parquet.")],
+) -> None:
+    """Print the paper's Table 1 for one dataset file."""
+    from lima.stats import table1
+
+    if file.suffix == ".parquet":
+        frame = pl.read_parquet(file)
+    else:
+        frame = pl.read_ndjson(file, schema_overrides={"conversations": pl.List(pl.String)})
+    if "conversations" not in frame.columns or "source" not in frame.columns:
+        raise ConfigError(f"{file}: needs 'conversations' and 'source' columns")
+    out_console.print(table1({file.name: frame}))
+
+
+def main() -> None:
+    try:
+        app()
+    except (LimaError, FileNotFoundError, PermissionError, ValueError) as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

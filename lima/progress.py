@@ -1,0 +1,56 @@
+"""Run a native scan on a worker thread (the GIL is released inside) while the
+main thread draws a byte progress bar and forwards Ctrl-C as a cancel."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from lima import _core
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+
+
+def run_with_bar(label: str, work: Callable[[_core.Progress], T], *, show: bool | None = None) -> T:
+    counters = _core.Progress()
+    if show is None:
+        show = console.is_terminal
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not show,
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool, bar:
+        task = bar.add_task(label, total=None)
+        future = pool.submit(work, counters)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.1)
+                except FutureTimeout:
+                    total = counters.total or None
+                    bar.update(task, completed=counters.position, total=total)
+        except KeyboardInterrupt:
+            counters.cancel()
+            print("interrupted: stopping the scan...", file=sys.stderr)
+            raise

@@ -1,0 +1,16 @@
+//! lima's native core: streaming readers for dump files, record parsers, the
+//! LIMA answer filters and the HTML to Markdown conversion. Pure Rust; the
+//! PyO3 binding is the `python` module, compiled only with the `python`
+//! feature.
+
+pub mod error;
+pub mod filters;
+pub mod html;
+pub mod input;
+pub mod posts;
+pub mod scan;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{CoreError, Result};

@@ -1,0 +1,257 @@
+//! The PyO3 binding, and the only place PyO3 appears. Each function takes
+//! keyword-only options, builds one core options struct, runs the core with
+//! the GIL released, and maps the error once.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchIterator};
+use arrow_schema::ArrowError;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict};
+
+use crate::error::CoreError;
+use crate::filters::{FilterConfig, Filters, DEFAULT_REFERENCE_PHRASES};
+use crate::input::Progress;
+use crate::scan::{self, Funnel, OnError, Pair, ScanOptions};
+
+create_exception!(_core, LimaError, PyException, "Base class of lima's errors.");
+create_exception!(
+    _core,
+    DumpFormatError,
+    LimaError,
+    "A dump file is malformed; the message names the file and the byte offset."
+);
+create_exception!(
+    _core,
+    ArchiveError,
+    LimaError,
+    "A compressed container is corrupt or truncated."
+);
+
+fn to_py(e: CoreError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        CoreError::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+            _ => PyOSError::new_err(msg),
+        },
+        CoreError::Format { .. } => DumpFormatError::new_err(msg),
+        CoreError::Archive { .. } => ArchiveError::new_err(msg),
+        CoreError::Config(_) => PyValueError::new_err(msg),
+        CoreError::Interrupted => PyKeyboardInterrupt::new_err(msg),
+    }
+}
+
+/// Byte counters a scan publishes while it runs, read by a progress bar.
+#[pyclass(name = "Progress", module = "lima._core", frozen)]
+struct PyProgress {
+    inner: Arc<Progress>,
+}
+
+#[pymethods]
+impl PyProgress {
+    #[new]
+    fn new() -> Self {
+        PyProgress {
+            inner: Arc::new(Progress::default()),
+        }
+    }
+    /// Bytes of the current file on disk read so far.
+    #[getter]
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+    /// Size of the current file on disk.
+    #[getter]
+    fn total(&self) -> u64 {
+        self.inner.total.load(Ordering::Relaxed)
+    }
+    /// Ask the running scan to stop; it raises KeyboardInterrupt.
+    fn cancel(&self) {
+        self.inner.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Record batches handed to Python through the Arrow C stream interface.
+#[pyclass(module = "lima._core")]
+struct ArrowBatches {
+    batch: Option<RecordBatch>,
+}
+
+#[pymethods]
+impl ArrowBatches {
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(&mut self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        let batch = self
+            .batch
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this stream was already consumed"))?;
+        let schema = batch.schema();
+        let reader = RecordBatchIterator::new([Ok::<_, ArrowError>(batch)], schema);
+        let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+        PyCapsule::new_with_value(py, stream, c"arrow_array_stream")
+    }
+}
+
+fn pairs_to_batch(pairs: &[Pair]) -> PyResult<RecordBatch> {
+    let n = pairs.len();
+    let int = |f: &dyn Fn(&Pair) -> i64| {
+        let mut b = Int64Builder::with_capacity(n);
+        pairs.iter().for_each(|p| b.append_value(f(p)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let text = |f: &dyn Fn(&Pair) -> Option<&str>| {
+        let mut b = StringBuilder::new();
+        pairs.iter().for_each(|p| b.append_option(f(p)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let mut accepted = BooleanBuilder::with_capacity(n);
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for p in pairs {
+        accepted.append_value(p.accepted);
+        for t in &p.tags {
+            tags.values().append_value(t);
+        }
+        tags.append(true);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("question_id", int(&|p| i64::from(p.question_id))),
+        ("answer_id", int(&|p| i64::from(p.answer_id))),
+        ("question_score", int(&|p| p.question_score)),
+        ("answer_score", int(&|p| p.answer_score)),
+        ("accepted", Arc::new(accepted.finish())),
+        ("title", text(&|p| Some(&p.title))),
+        ("question", text(&|p| Some(&p.question))),
+        ("answer", text(&|p| Some(&p.answer))),
+        ("tags", Arc::new(tags.finish())),
+        ("prompt_field", text(&|p| Some(p.prompt_field))),
+        ("question_date", text(&|p| p.question_date.as_deref())),
+        ("answer_date", text(&|p| p.answer_date.as_deref())),
+        ("question_owner_id", text(&|p| p.question_owner_id.as_deref())),
+        ("answer_owner_id", text(&|p| p.answer_owner_id.as_deref())),
+        ("question_owner_name", text(&|p| p.question_owner_name.as_deref())),
+        ("answer_owner_name", text(&|p| p.answer_owner_name.as_deref())),
+        ("question_license", text(&|p| p.question_license.as_deref())),
+        ("answer_license", text(&|p| p.answer_license.as_deref())),
+    ];
+    RecordBatch::try_from_iter(columns).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn funnel_to_dict<'py>(py: Python<'py>, f: &Funnel) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rows_read", f.rows_read)?;
+    d.set_item("questions", f.questions)?;
+    d.set_item("answers", f.answers)?;
+    d.set_item("other_post_types", f.other_post_types.clone())?;
+    d.set_item("malformed_rows", f.malformed_rows)?;
+    d.set_item("duplicate_ids", f.duplicate_ids)?;
+    d.set_item("answers_orphaned", f.answers_orphaned)?;
+    d.set_item("answers_not_top", f.answers_not_top)?;
+    d.set_item("questions_unanswered", f.questions_unanswered)?;
+    d.set_item("top_answers", f.top_answers)?;
+    d.set_item("rejected", f.rejected.clone())?;
+    d.set_item("kept", f.kept)?;
+    d.set_item("truncated", f.truncated)?;
+    d.set_item("errors", f.errors.clone())?;
+    Ok(d)
+}
+
+/// Scan one Stack Exchange site dump (`.7z`, folder, or `Posts.xml`) and
+/// return the (question, top answer) pairs that pass the filters as Arrow
+/// batches, with the funnel that accounts for every row and answer read.
+#[pyfunction]
+#[pyo3(signature = (
+    path, *, progress=None, on_error="fail", seed=0, filters=true, min_score=10,
+    min_chars=1200, max_chars=4096, first_person_words=None, reference_phrases=None,
+    max_line_bytes=64 << 20,
+))]
+#[allow(clippy::too_many_arguments)]
+fn scan_stackexchange<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    progress: Option<PyRef<'py, PyProgress>>,
+    on_error: &str,
+    seed: u64,
+    filters: bool,
+    min_score: i64,
+    min_chars: usize,
+    max_chars: usize,
+    first_person_words: Option<Vec<String>>,
+    reference_phrases: Option<Vec<String>>,
+    max_line_bytes: usize,
+) -> PyResult<(ArrowBatches, Bound<'py, PyDict>)> {
+    let on_error = match on_error {
+        "fail" => OnError::Fail,
+        "skip" => OnError::Skip,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "on_error must be 'fail' or 'skip', not {other:?}"
+            )))
+        }
+    };
+    let config = FilterConfig {
+        enabled: filters,
+        min_score,
+        min_chars,
+        max_chars,
+        first_person_words: first_person_words.unwrap_or_else(|| vec!["I".into(), "my".into()]),
+        reference_phrases: reference_phrases.unwrap_or_else(|| {
+            DEFAULT_REFERENCE_PHRASES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }),
+    };
+    let filters = Filters::new(config).map_err(to_py)?;
+    let opts = ScanOptions {
+        on_error,
+        seed,
+        max_line_bytes,
+    };
+    let progress = progress
+        .map(|p| p.inner.clone())
+        .unwrap_or_else(|| Arc::new(Progress::default()));
+    let (pairs, funnel) = py
+        .detach(move || scan::scan_path(&path, &filters, &opts, progress))
+        .map_err(to_py)?;
+    let batch = pairs_to_batch(&pairs)?;
+    Ok((ArrowBatches { batch: Some(batch) }, funnel_to_dict(py, &funnel)?))
+}
+
+/// Convert one HTML fragment to Markdown as the scanners do; returns
+/// (markdown, prose outside code).
+#[pyfunction]
+fn html_to_markdown(py: Python<'_>, html: &str) -> (String, String) {
+    let html = html.to_string();
+    let c = py.detach(move || crate::html::html_to_markdown(&html));
+    (c.markdown, c.prose)
+}
+
+/// The default phrases that mark an answer as referring to other answers.
+#[pyfunction]
+fn default_reference_phrases() -> Vec<&'static str> {
+    DEFAULT_REFERENCE_PHRASES.to_vec()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("LimaError", py.get_type::<LimaError>())?;
+    m.add("DumpFormatError", py.get_type::<DumpFormatError>())?;
+    m.add("ArchiveError", py.get_type::<ArchiveError>())?;
+    m.add_class::<PyProgress>()?;
+    m.add_class::<ArrowBatches>()?;
+    m.add_function(wrap_pyfunction!(scan_stackexchange, m)?)?;
+    m.add_function(wrap_pyfunction!(html_to_markdown, m)?)?;
+    m.add_function(wrap_pyfunction!(default_reference_phrases, m)?)?;
+    Ok(())
+}

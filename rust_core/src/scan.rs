@@ -1,0 +1,551 @@
+//! The one-pass question/answer join over `Posts.xml`.
+//!
+//! Memory is bounded by what is kept, not by the dump:
+//! - questions go to an anonymous spill file on disk as they are read; only
+//!   those that end up with a kept (or counted) top answer are read back;
+//! - an answer is held only while it is the best so far for its question and
+//!   could pass the score filter; a rejected one is held as a reason, not text;
+//! - two bitsets over post ids (an eighth of a byte per id) record which ids
+//!   are questions and which have answers, so every answer read is counted.
+//!
+//! The top answer of a question is the highest-scored one; ties go to the
+//! accepted answer, then to the lowest id. Since the accepted id lives on the
+//! question row, tied candidates are all kept until the merge.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{CoreError, Result};
+use crate::filters::{Filters, Reason};
+use crate::html::html_to_markdown;
+use crate::input::{self, Container, Progress};
+use crate::posts::{self, Line, LineError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub on_error: OnError,
+    /// Chooses, per question, whether the title or the body is the prompt.
+    pub seed: u64,
+    /// Longest row accepted, in bytes.
+    pub max_line_bytes: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            on_error: OnError::Fail,
+            seed: 0,
+            max_line_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One (question, top answer) pair that passed the filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub question_id: u32,
+    pub answer_id: u32,
+    pub question_score: i64,
+    pub answer_score: i64,
+    pub accepted: bool,
+    pub title: String,
+    pub question: String,
+    pub answer: String,
+    pub tags: Vec<String>,
+    pub prompt_field: &'static str,
+    pub question_date: Option<String>,
+    pub answer_date: Option<String>,
+    pub question_owner_id: Option<String>,
+    pub answer_owner_id: Option<String>,
+    pub question_owner_name: Option<String>,
+    pub answer_owner_name: Option<String>,
+    pub question_license: Option<String>,
+    pub answer_license: Option<String>,
+}
+
+/// Where every row and every answer went. The invariants
+/// `rows_read = questions + answers + other + malformed_rows + duplicate_ids`,
+/// `answers = orphaned + not_top + top_answers` and
+/// `top_answers = kept + sum(rejected)` hold for every scan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Funnel {
+    pub rows_read: u64,
+    pub questions: u64,
+    pub answers: u64,
+    /// Rows of other post types (wiki, tag excerpts, ...), by PostTypeId.
+    pub other_post_types: BTreeMap<String, u64>,
+    pub malformed_rows: u64,
+    pub duplicate_ids: u64,
+    pub answers_orphaned: u64,
+    pub answers_not_top: u64,
+    pub questions_unanswered: u64,
+    pub top_answers: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub kept: u64,
+    /// The input ended early; with `OnError::Skip` the scan keeps what it read.
+    pub truncated: bool,
+    /// The first skipped errors, with file and byte offset.
+    pub errors: Vec<String>,
+}
+
+const MAX_ERRORS_KEPT: usize = 20;
+
+/// Scan a site dump: a `.7z` archive, a folder holding `Posts.xml`, or a
+/// `Posts.xml` (plain or zstd).
+pub fn scan_path(path: &Path, filters: &Filters, opts: &ScanOptions, progress: Arc<Progress>) -> Result<(Vec<Pair>, Funnel)> {
+    let file = if path.is_dir() {
+        input::find_in_dir(path, "Posts.xml")?
+    } else {
+        path.to_path_buf()
+    };
+    match input::detect(&file)? {
+        Container::SevenZ => {
+            let mut result = None;
+            let is_posts = |name: &str| input::file_name(name).eq_ignore_ascii_case("posts.xml");
+            let found = input::for_each_7z_member(&file, progress.clone(), &is_posts, |name, reader| {
+                let label = format!("{}:{}", file.display(), name);
+                result = Some(scan_posts(reader, &label, filters, opts, &progress)?);
+                Ok(())
+            })?;
+            match result {
+                Some(r) if found > 0 => Ok(r),
+                _ => Err(CoreError::Config(format!(
+                    "{}: the archive holds no Posts.xml",
+                    file.display()
+                ))),
+            }
+        }
+        _ => {
+            let mut reader = input::open_stream(&file, progress.clone())?;
+            scan_posts(&mut *reader, &file.display().to_string(), filters, opts, &progress)
+        }
+    }
+}
+
+struct Candidate {
+    id: u32,
+    score: i64,
+    outcome: std::result::Result<Box<KeptAnswer>, Reason>,
+}
+
+struct KeptAnswer {
+    markdown: String,
+    date: Option<String>,
+    owner_id: Option<String>,
+    owner_name: Option<String>,
+    license: Option<String>,
+}
+
+#[derive(Default)]
+struct BitSet(Vec<u64>);
+
+impl BitSet {
+    fn set(&mut self, i: u32) -> bool {
+        let (w, b) = ((i >> 6) as usize, i & 63);
+        if w >= self.0.len() {
+            self.0.resize((w + 1).next_power_of_two(), 0);
+        }
+        let was = self.0[w] >> b & 1 == 1;
+        self.0[w] |= 1 << b;
+        was
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0
+            .get((i >> 6) as usize)
+            .is_some_and(|w| w >> (i & 63) & 1 == 1)
+    }
+    fn count_and(&self, other: &BitSet) -> u64 {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .map(|(a, b)| u64::from((a & b).count_ones()))
+            .sum()
+    }
+}
+
+struct Join<'f> {
+    filters: &'f Filters,
+    funnel: Funnel,
+    is_question: BitSet,
+    answered: BitSet,
+    /// Answers whose question had not been read yet when they were.
+    early_answers: HashMap<u32, u64>,
+    candidates: HashMap<u32, Vec<Candidate>>,
+    spill: BufWriter<File>,
+}
+
+/// Where a row error is reported: file, byte offset, line.
+struct At<'a> {
+    label: &'a str,
+    offset: u64,
+    line: u64,
+}
+
+impl At<'_> {
+    fn err(&self, msg: String) -> CoreError {
+        CoreError::Format {
+            path: self.label.to_string(),
+            offset: self.offset,
+            line: self.line,
+            msg,
+        }
+    }
+}
+
+pub fn scan_posts(reader: &mut dyn BufRead, label: &str, filters: &Filters, opts: &ScanOptions, progress: &Progress) -> Result<(Vec<Pair>, Funnel)> {
+    let spill = tempfile::tempfile().map_err(|e| CoreError::io(Path::new("<spill file>"), e))?;
+    let mut join = Join {
+        filters,
+        funnel: Funnel::default(),
+        is_question: BitSet::default(),
+        answered: BitSet::default(),
+        early_answers: HashMap::new(),
+        candidates: HashMap::new(),
+        spill: BufWriter::with_capacity(1 << 20, spill),
+    };
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut offset = 0u64;
+    let mut line_no = 0u64;
+    let mut saw_end = false;
+    loop {
+        if line_no % 4096 == 0 && progress.cancelled() {
+            return Err(CoreError::Interrupted);
+        }
+        let at = At {
+            label,
+            offset,
+            line: line_no + 1,
+        };
+        let n = match posts::read_line_limited(reader, &mut buf, opts.max_line_bytes) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err((n, LineError::TooLong)) => {
+                let e = at.err(format!("row longer than {} bytes", opts.max_line_bytes));
+                join.skip_or_fail(e, opts.on_error)?;
+                offset += n as u64;
+                line_no += 1;
+                continue;
+            }
+            Err((_, LineError::Io(e))) => {
+                let err = CoreError::Archive {
+                    path: label.to_string(),
+                    offset: progress.position(),
+                    msg: format!("{e} (after byte {offset} of the decompressed data)"),
+                };
+                if opts.on_error == OnError::Skip {
+                    join.funnel.truncated = true;
+                    join.note(&err);
+                    break;
+                }
+                return Err(err);
+            }
+        };
+        let result = match std::str::from_utf8(&buf) {
+            Ok(line) => join.line(line, &at),
+            Err(e) => Err(At {
+                offset: offset + e.valid_up_to() as u64,
+                ..at
+            }
+            .err("invalid UTF-8".into())),
+        };
+        match result {
+            Ok(Some(Line::RootEnd)) => saw_end = true,
+            Ok(_) => {}
+            Err(e) => join.skip_or_fail(e, opts.on_error)?,
+        }
+        offset += n as u64;
+        line_no += 1;
+    }
+    if !saw_end {
+        let err = CoreError::Format {
+            path: label.to_string(),
+            offset,
+            line: line_no,
+            msg: "file ends before the closing </posts> tag (truncated?)".into(),
+        };
+        if opts.on_error == OnError::Fail {
+            return Err(err);
+        }
+        join.funnel.truncated = true;
+        join.note(&err);
+    }
+    join.finish(opts.seed)
+}
+
+impl Join<'_> {
+    fn note(&mut self, e: &CoreError) {
+        if self.funnel.errors.len() < MAX_ERRORS_KEPT {
+            self.funnel.errors.push(e.to_string());
+        }
+    }
+
+    fn skip_or_fail(&mut self, e: CoreError, on_error: OnError) -> Result<()> {
+        match on_error {
+            OnError::Fail => Err(e),
+            OnError::Skip => {
+                self.funnel.rows_read += 1;
+                self.funnel.malformed_rows += 1;
+                self.note(&e);
+                Ok(())
+            }
+        }
+    }
+
+    /// Handle one line. A row that fails here has changed nothing.
+    fn line<'l>(&mut self, line: &'l str, at: &At) -> Result<Option<Line<'l>>> {
+        let parsed = posts::parse_line(line).map_err(|m| at.err(m))?;
+        let row = match parsed {
+            Line::Row(row) => row,
+            other => return Ok(Some(other)),
+        };
+        let id = posts::parse_id(posts::required(row.id, "Id").map_err(|m| at.err(m))?, "Id")
+            .map_err(|m| at.err(m))?;
+        let kind = posts::required(row.post_type, "PostTypeId").map_err(|m| at.err(m))?;
+        match kind.trim() {
+            "1" => self.question(id, &row).map_err(|m| at.err(m))?,
+            "2" => self.answer(id, &row).map_err(|m| at.err(m))?,
+            other => {
+                self.funnel.rows_read += 1;
+                *self
+                    .funnel
+                    .other_post_types
+                    .entry(other.to_string())
+                    .or_insert(0) += 1;
+            }
+        }
+        Ok(None)
+    }
+
+    fn question(&mut self, id: u32, row: &posts::RawRow) -> std::result::Result<(), String> {
+        let score = posts::parse_int(posts::required(row.score, "Score")?, "Score")?;
+        let accepted = match row.accepted_answer_id {
+            Some(v) => posts::parse_id(v, "AcceptedAnswerId")?,
+            None => 0,
+        };
+        let title = posts::unescape(posts::required(row.title, "Title")?)?;
+        let body = posts::unescape(posts::required(row.body, "Body")?)?;
+        let tags = match row.tags {
+            Some(t) => posts::unescape(t)?,
+            None => "".into(),
+        };
+        let optional = [
+            row.creation_date,
+            row.owner_user_id,
+            row.owner_display_name,
+            row.content_license,
+        ]
+        .map(|v| v.map(posts::unescape).transpose());
+        let mut extra = Vec::with_capacity(4);
+        for v in optional {
+            extra.push(v?);
+        }
+        // Everything is validated: from here on the row counts.
+        self.funnel.rows_read += 1;
+        if self.is_question.set(id) {
+            self.funnel.duplicate_ids += 1;
+            return Ok(());
+        }
+        self.funnel.questions += 1;
+        let w = &mut self.spill;
+        let mut write = || -> io::Result<()> {
+            w.write_all(&id.to_le_bytes())?;
+            w.write_all(&score.to_le_bytes())?;
+            w.write_all(&accepted.to_le_bytes())?;
+            let mut fields: Vec<Option<&str>> = vec![Some(&title), Some(&body), Some(&tags)];
+            fields.extend(extra.iter().map(|v| v.as_deref()));
+            for f in fields {
+                match f {
+                    Some(s) => {
+                        w.write_all(&(s.len() as u32).to_le_bytes())?;
+                        w.write_all(s.as_bytes())?;
+                    }
+                    None => w.write_all(&u32::MAX.to_le_bytes())?,
+                }
+            }
+            Ok(())
+        };
+        write().map_err(|e| format!("writing the spill file: {e}"))
+    }
+
+    fn answer(&mut self, id: u32, row: &posts::RawRow) -> std::result::Result<(), String> {
+        let parent = posts::parse_id(posts::required(row.parent_id, "ParentId")?, "ParentId")?;
+        let score = posts::parse_int(posts::required(row.score, "Score")?, "Score")?;
+        let body_raw = posts::required(row.body, "Body")?;
+        let current = self.candidates.get(&parent).and_then(|c| c.first()).map(|c| c.score);
+        let contender = self.filters.score_ok(score) && current.is_none_or(|best| score >= best);
+        let outcome = if contender {
+            let body = posts::unescape(body_raw)?;
+            let converted = html_to_markdown(&body);
+            match self.filters.check(&converted) {
+                Some(reason) => Err(reason),
+                None => {
+                    let opt = |v: Option<&str>| -> std::result::Result<Option<String>, String> {
+                        v.map(|s| posts::unescape(s).map(|c| c.into_owned())).transpose()
+                    };
+                    Ok(Box::new(KeptAnswer {
+                        markdown: converted.markdown,
+                        date: opt(row.creation_date)?,
+                        owner_id: opt(row.owner_user_id)?,
+                        owner_name: opt(row.owner_display_name)?,
+                        license: opt(row.content_license)?,
+                    }))
+                }
+            }
+        } else {
+            Err(Reason::ScoreBelowMin)
+        };
+        self.funnel.rows_read += 1;
+        self.funnel.answers += 1;
+        self.answered.set(parent);
+        if !self.is_question.get(parent) {
+            *self.early_answers.entry(parent).or_insert(0) += 1;
+        }
+        if contender {
+            let list = self.candidates.entry(parent).or_default();
+            if list.first().is_some_and(|c| score > c.score) {
+                list.clear();
+            }
+            list.push(Candidate { id, score, outcome });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, seed: u64) -> Result<(Vec<Pair>, Funnel)> {
+        let spill_err = |e: io::Error| CoreError::io(Path::new("<spill file>"), e);
+        let f = &mut self.funnel;
+        f.answers_orphaned = self
+            .early_answers
+            .iter()
+            .filter(|(q, _)| !self.is_question.get(**q))
+            .map(|(_, n)| n)
+            .sum();
+        f.top_answers = self.is_question.count_and(&self.answered);
+        f.questions_unanswered = f.questions - f.top_answers;
+        f.answers_not_top = f.answers - f.answers_orphaned - f.top_answers;
+        for r in Reason::ALL {
+            f.rejected.insert(r.as_str(), 0);
+        }
+        let mut file = self
+            .spill
+            .into_inner()
+            .map_err(|e| spill_err(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(spill_err)?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut pairs = Vec::new();
+        let mut judged = 0u64;
+        loop {
+            let mut head = [0u8; 16];
+            match r.read_exact(&mut head) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(spill_err(e)),
+            }
+            let qid = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            let mut score_b = [0u8; 8];
+            score_b.copy_from_slice(&head[4..12]);
+            let qscore = i64::from_le_bytes(score_b);
+            let accepted = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+            let Some(cands) = self.candidates.remove(&qid) else {
+                for _ in 0..7 {
+                    skip_field(&mut r).map_err(spill_err)?;
+                }
+                continue;
+            };
+            let mut fields = Vec::with_capacity(7);
+            for _ in 0..7 {
+                fields.push(read_field(&mut r).map_err(spill_err)?);
+            }
+            judged += 1;
+            let Some(top) = cands
+                .into_iter()
+                .min_by_key(|c| (c.id != accepted, c.id))
+            else {
+                continue;
+            };
+            let answer = match top.outcome {
+                Err(reason) => {
+                    *self.funnel.rejected.entry(reason.as_str()).or_insert(0) += 1;
+                    continue;
+                }
+                Ok(a) => a,
+            };
+            self.funnel.kept += 1;
+            let mut it = fields.into_iter();
+            let mut next = || it.next().flatten();
+            let title = next().unwrap_or_default();
+            let body = next().unwrap_or_default();
+            let tags = posts::parse_tags(&next().unwrap_or_default());
+            pairs.push(Pair {
+                question_id: qid,
+                answer_id: top.id,
+                question_score: qscore,
+                answer_score: top.score,
+                accepted: top.id == accepted,
+                prompt_field: if splitmix64(seed ^ u64::from(qid)) & 1 == 0 {
+                    "title"
+                } else {
+                    "body"
+                },
+                title,
+                question: html_to_markdown(&body).markdown,
+                answer: answer.markdown,
+                tags,
+                question_date: next(),
+                question_owner_id: next(),
+                question_owner_name: next(),
+                question_license: next(),
+                answer_date: answer.date,
+                answer_owner_id: answer.owner_id,
+                answer_owner_name: answer.owner_name,
+                answer_license: answer.license,
+            });
+        }
+        // Questions whose top answer never reached the score filter.
+        let f = &mut self.funnel;
+        let below = f.top_answers.saturating_sub(judged);
+        *f.rejected.entry(Reason::ScoreBelowMin.as_str()).or_insert(0) += below;
+        Ok((pairs, self.funnel))
+    }
+}
+
+fn read_field(r: &mut impl Read) -> io::Result<Option<String>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len);
+    if len == u32::MAX {
+        return Ok(None);
+    }
+    let mut data = vec![0u8; len as usize];
+    r.read_exact(&mut data)?;
+    String::from_utf8(data)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn skip_field(r: &mut BufReader<File>) -> io::Result<()> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len);
+    if len != u32::MAX {
+        r.seek_relative(i64::from(len))?;
+    }
+    Ok(())
+}
+
+/// A fixed, documented mixer: the same seed and id give the same choice on
+/// every platform and version.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
