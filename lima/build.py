@@ -61,8 +61,8 @@ def _scan_cached(
             }
         )
     )[:16]
-    stem = cache / f"{path.name}-{key}"
-    done, frame_path = stem.with_suffix(".json"), stem.with_suffix(".parquet")
+    done = cache / f"{path.name}-{key}.json"
+    frame_path = cache / f"{path.name}-{key}.parquet"
     if done.exists() and frame_path.exists():
         report = json.loads(done.read_text(encoding="utf-8"))
         return SiteScan(**report, frame=pl.read_parquet(frame_path))

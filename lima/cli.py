@@ -27,7 +27,6 @@ scan_app = typer.Typer(
 )
 app.add_typer(scan_app, name="scan")
 
-out_console = Console()
 err_console = Console(stderr=True)
 
 
@@ -167,7 +166,7 @@ def build(
                 f"[yellow]quota not filled[/yellow]: stackexchange {group} wanted {r.wanted}, "
                 f"got {r.got} ({r.candidates} candidates) — short by {r.short_by}"
             )
-    out_console.print((out / "stats.md").read_text(encoding="utf-8"))
+    typer.echo((out / "stats.md").read_text(encoding="utf-8"))
     err_console.print(f"[green]wrote[/green] {out}/train.jsonl ({len(result.train)} examples), "
                       f"manifest.json, stats.md, candidates/")
 
@@ -185,7 +184,7 @@ def stats(
         frame = pl.read_ndjson(file, schema_overrides={"conversations": pl.List(pl.String)})
     if "conversations" not in frame.columns or "source" not in frame.columns:
         raise ConfigError(f"{file}: needs 'conversations' and 'source' columns")
-    out_console.print(table1({file.name: frame}))
+    typer.echo(table1({file.name: frame}))
 
 
 def main() -> None:
