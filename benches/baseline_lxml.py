@@ -60,7 +60,9 @@ class Filters:
         return None
 
 
-def scan(source: IO[bytes] | str, filters: Filters | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def scan(
+    source: IO[bytes] | str, filters: Filters | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     f = filters or Filters()
     questions: dict[int, tuple[int, int, str, str]] = {}
     answered: dict[int, int] = {}
@@ -101,7 +103,7 @@ def scan(source: IO[bytes] | str, filters: Filters | None = None) -> tuple[list[
     rejected = dict.fromkeys(REASONS, 0)
     pairs = []
     judged = 0
-    for qid, (qscore, accepted, title, body) in questions.items():
+    for qid, (_qscore, accepted, title, _body) in questions.items():
         cands = best.get(qid)
         if not cands:
             continue

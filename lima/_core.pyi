@@ -1,7 +1,19 @@
 """Type stub of the native module (checked by ``mypy.stubtest`` in ``make lint``)."""
 
 from os import PathLike
-from typing import Any
+from typing import Any, final
+
+__all__ = [
+    "ArchiveError",
+    "ArrowBatches",
+    "DumpFormatError",
+    "LimaError",
+    "Progress",
+    "__version__",
+    "default_reference_phrases",
+    "html_to_markdown",
+    "scan_stackexchange",
+]
 
 __version__: str
 
@@ -9,6 +21,7 @@ class LimaError(Exception): ...
 class DumpFormatError(LimaError): ...
 class ArchiveError(LimaError): ...
 
+@final
 class Progress:
     def __new__(cls) -> Progress: ...
     @property
@@ -17,6 +30,7 @@ class Progress:
     def total(self) -> int: ...
     def cancel(self) -> None: ...
 
+@final
 class ArrowBatches:
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 

@@ -12,7 +12,15 @@ import polars as pl
 
 from lima import __version__, schema
 from lima.config import BuildConfig
-from lima.io import atomic_write, dumps, sha256_file, sha256_text, write_json, write_jsonl, write_text
+from lima.io import (
+    atomic_write,
+    dumps,
+    sha256_file,
+    sha256_text,
+    write_json,
+    write_jsonl,
+    write_text,
+)
 from lima.select import GroupReport, select_stackexchange
 from lima.sites import load_groups
 from lima.sources.stackexchange import SiteScan, scan_site, total_funnel
@@ -44,7 +52,12 @@ def _input_record(label: str, path: Path) -> dict[str, Any]:
 
 
 def _scan_cached(
-    cfg: BuildConfig, label: str, path: Path, groups: dict[str, str], cache: Path, record: dict[str, Any]
+    cfg: BuildConfig,
+    label: str,
+    path: Path,
+    groups: dict[str, str],
+    cache: Path,
+    record: dict[str, Any],
 ) -> SiteScan:
     """Scan one dump, or reuse the finished scan of the same bytes and settings."""
     se = cfg.stackexchange
@@ -94,11 +107,18 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
         scans.append(_scan_cached(cfg, label, path, groups, cache, record))
     frames = [s.frame for s in scans if s.status == "scanned"]
     candidates = pl.concat(frames) if frames else schema.empty()
-    atomic_write(out / "candidates" / "stackexchange.parquet", lambda tmp: candidates.write_parquet(tmp))
+    atomic_write(
+        out / "candidates" / "stackexchange.parquet", lambda tmp: candidates.write_parquet(tmp)
+    )
 
     quotas = {"stem": se.quota.stem, "other": se.quota.other}
     train, selection = select_stackexchange(
-        candidates, quotas, se.temperature, cfg.seed, se.not_self_contained_words, se.min_title_words
+        candidates,
+        quotas,
+        se.temperature,
+        cfg.seed,
+        se.not_self_contained_words,
+        se.min_title_words,
     )
     train = train.sort("source", "id")
     rows = [schema.Example.from_row(r).to_lima_json() for r in train.iter_rows(named=True)]

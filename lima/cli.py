@@ -27,10 +27,10 @@ scan_app = typer.Typer(
 )
 app.add_typer(scan_app, name="scan")
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
-class OnError(str, enum.Enum):
+class OnError(enum.StrEnum):
     fail = "fail"
     skip = "skip"
 
@@ -58,7 +58,9 @@ def _funnel_table(title: str, funnel: dict[str, Any]) -> Table:
 def scan_stackexchange(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Site dumps: a .7z archive, a folder holding Posts.xml, or a Posts.xml."),
+        typer.Argument(
+            help="Site dumps: a .7z archive, a folder holding Posts.xml, or a Posts.xml."
+        ),
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output Parquet file.")],
     stats: Annotated[
@@ -76,7 +78,9 @@ def scan_stackexchange(
     ] = None,
     on_error: Annotated[
         OnError,
-        typer.Option("--on-error", help="fail: stop at the first bad record; skip: count it, go on."),
+        typer.Option(
+            "--on-error", help="fail: stop at the first bad record; skip: count it, go on."
+        ),
     ] = OnError.fail,
     seed: Annotated[int, typer.Option(help="Seed of the title-or-body prompt choice.")] = 0,
     min_score: Annotated[int, typer.Option(help="Lowest top-answer score kept.")] = 10,
@@ -118,7 +122,9 @@ def scan_stackexchange(
         if s.status == "skipped":
             err_console.print(f"[yellow]skipped[/yellow] {path}: {s.reason} ({s.site})")
         else:
-            err_console.print(f"{s.site} ({s.group}): {s.funnel['kept']} kept of {s.funnel['answers']} answers")
+            err_console.print(
+                f"{s.site} ({s.group}): {s.funnel['kept']} kept of {s.funnel['answers']} answers"
+            )
             for msg in s.funnel.get("errors", []):
                 err_console.print(f"  [yellow]skipped record[/yellow] {msg}")
         scans.append(s)
@@ -167,8 +173,10 @@ def build(
                 f"got {r.got} ({r.candidates} candidates) — short by {r.short_by}"
             )
     typer.echo((out / "stats.md").read_text(encoding="utf-8"))
-    err_console.print(f"[green]wrote[/green] {out}/train.jsonl ({len(result.train)} examples), "
-                      f"manifest.json, stats.md, candidates/")
+    err_console.print(
+        f"[green]wrote[/green] {out}/train.jsonl ({len(result.train)} examples), "
+        f"manifest.json, stats.md, candidates/"
+    )
 
 
 @app.command()

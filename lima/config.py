@@ -111,9 +111,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     hints = typing.get_type_hints(cls)
-    fields = {
-        f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")  # type: ignore[arg-type]
-    }
+    all_fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields = {f.name: f for f in all_fields if not f.metadata.get("internal")}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")

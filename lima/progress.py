@@ -23,7 +23,7 @@ from lima import _core
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def run_with_bar(label: str, work: Callable[[_core.Progress], T], *, show: bool | None = None) -> T:

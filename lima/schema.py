@@ -35,7 +35,7 @@ META = pl.Struct(
 )
 
 SCHEMA = pl.Schema(
-    {
+    {  # type: ignore[arg-type]
         "id": pl.String,
         "source": pl.String,
         "domain": pl.String,
@@ -55,7 +55,9 @@ def check(df: pl.DataFrame) -> pl.DataFrame:
     """Return ``df`` with exactly the shared schema, or raise naming the difference."""
     if df.schema != SCHEMA:
         want, got = dict(SCHEMA), dict(df.schema)
-        diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+        diff = {
+            k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)
+        }
         raise TypeError(f"frame does not match the example schema: {diff}")
     return df
 

@@ -63,7 +63,9 @@ def temperature_sample(
     """Draw ``quota`` rows: a site by temperature, then that site's next best row."""
     ordered = frame.with_row_index("_row").sort([pl.col("domain"), *rank])
     pools: dict[str, list[int]] = {}
-    for site, rows in ordered.group_by("domain", maintain_order=True).agg(pl.col("_row")).iter_rows():
+    for site, rows in (
+        ordered.group_by("domain", maintain_order=True).agg(pl.col("_row")).iter_rows()
+    ):
         pools[site] = list(rows)
     counts = {site: len(rows) for site, rows in sorted(pools.items())}
     weights = site_weights(counts, tau)
@@ -86,13 +88,10 @@ def temperature_sample(
             live.remove(site)
     report.got = len(picked)
     report.sites = dict(sorted(report.sites.items()))
-    order = pl.DataFrame({"_row": picked, "_pick": range(len(picked))}, schema={"_row": pl.UInt32, "_pick": pl.Int64})
-    chosen = (
-        frame.with_row_index("_row")
-        .join(order, on="_row")
-        .sort("_pick")
-        .drop("_row", "_pick")
+    order = pl.DataFrame(
+        {"_row": picked, "_pick": range(len(picked))}, schema={"_row": pl.UInt32, "_pick": pl.Int64}
     )
+    chosen = frame.with_row_index("_row").join(order, on="_row").sort("_pick").drop("_row", "_pick")
     return chosen, report
 
 
@@ -106,7 +105,9 @@ def select_stackexchange(
 ) -> tuple[pl.DataFrame, dict[str, GroupReport]]:
     rng = random.Random(seed)
     flagged = candidates.with_columns(
-        _self_contained=self_contained(pl.col("meta").struct.field("title"), deictic, min_title_words)
+        _self_contained=self_contained(
+            pl.col("meta").struct.field("title"), deictic, min_title_words
+        )
     )
     rank = [
         pl.col("_self_contained").not_(),

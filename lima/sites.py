@@ -33,7 +33,9 @@ def _read(text: str, origin: str) -> dict[str, str]:
     return table
 
 
-def load_groups(path: Path | None = None, overrides: dict[str, str] | None = None) -> dict[str, str]:
+def load_groups(
+    path: Path | None = None, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
     """Site host name -> group."""
     if path is None:
         text = resources.files("lima.data").joinpath(SHIPPED).read_text(encoding="utf-8")

@@ -20,10 +20,13 @@ def lengths(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("conversations").list.gather_every(2).alias("inp"),
         pl.col("conversations").list.gather_every(2, offset=1).alias("outp"),
     )
+
     def chars(c: str) -> pl.Expr:
         return pl.col(c).list.eval(pl.element().str.len_chars()).list.sum()
+
     def words(c: str) -> pl.Expr:
         return pl.col(c).list.eval(pl.element().str.split(" ").list.len()).list.sum()
+
     return (
         turns.group_by("source")
         .agg(
@@ -43,30 +46,58 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def table1(splits: dict[str, pl.DataFrame], scans: list[SiteScan] | None = None,
-           selection: dict[str, GroupReport] | None = None) -> str:
+def table1(
+    splits: dict[str, pl.DataFrame],
+    scans: list[SiteScan] | None = None,
+    selection: dict[str, GroupReport] | None = None,
+) -> str:
     parts = []
     for split, frame in splits.items():
         rows = []
         stats = lengths(frame)
         for r in stats.iter_rows(named=True):
-            rows.append([
-                r["source"], r["examples"],
-                f"{r['input_chars']:.1f}", f"{r['input_words']:.1f}",
-                f"{r['output_chars']:.1f}", f"{r['output_words']:.1f}",
-            ])
+            rows.append(
+                [
+                    r["source"],
+                    r["examples"],
+                    f"{r['input_chars']:.1f}",
+                    f"{r['input_words']:.1f}",
+                    f"{r['output_chars']:.1f}",
+                    f"{r['output_words']:.1f}",
+                ]
+            )
         total = len(frame)
         rows.append(["**total**", total, "", "", "", ""])
-        parts.append(f"## {split}: {total} examples\n\n" + _md_table(
-            ["source", "examples", "input chars", "input words", "output chars", "output words"],
-            rows,
-        ))
+        parts.append(
+            f"## {split}: {total} examples\n\n"
+            + _md_table(
+                [
+                    "source",
+                    "examples",
+                    "input chars",
+                    "input words",
+                    "output chars",
+                    "output words",
+                ],
+                rows,
+            )
+        )
     if selection:
-        rows = [[g, r.wanted, r.got, r.short_by, r.candidates,
-                 ", ".join(f"{s} {n}" for s, n in r.sites.items())]
-                for g, r in selection.items()]
-        parts.append("## Stack Exchange selection\n\n" + _md_table(
-            ["group", "quota", "selected", "short by", "candidates", "per site"], rows))
+        rows = [
+            [
+                g,
+                r.wanted,
+                r.got,
+                r.short_by,
+                r.candidates,
+                ", ".join(f"{s} {n}" for s, n in r.sites.items()),
+            ]
+            for g, r in selection.items()
+        ]
+        parts.append(
+            "## Stack Exchange selection\n\n"
+            + _md_table(["group", "quota", "selected", "short by", "candidates", "per site"], rows)
+        )
     if scans:
         rows = []
         for s in scans:
@@ -76,6 +107,10 @@ def table1(splits: dict[str, pl.DataFrame], scans: list[SiteScan] | None = None,
             f = s.funnel
             rej = ", ".join(f"{k} {v}" for k, v in f["rejected"].items() if v)
             rows.append([s.site, s.group, f["rows_read"], f["answers"], rej, f["kept"]])
-        parts.append("## Stack Exchange funnel\n\n" + _md_table(
-            ["site", "group", "rows read", "answers", "top answers rejected", "kept"], rows))
+        parts.append(
+            "## Stack Exchange funnel\n\n"
+            + _md_table(
+                ["site", "group", "rows read", "answers", "top answers rejected", "kept"], rows
+            )
+        )
     return "# lima dataset statistics (the paper's Table 1)\n\n" + "\n".join(parts)

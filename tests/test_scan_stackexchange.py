@@ -60,7 +60,10 @@ def scan(path: Path, **kw: Any) -> tuple[pl.DataFrame, dict[str, Any]]:
 
 def check_invariants(f: dict[str, Any]) -> None:
     other = sum(f["other_post_types"].values())
-    assert f["rows_read"] == f["questions"] + f["answers"] + other + f["malformed_rows"] + f["duplicate_ids"]
+    assert (
+        f["rows_read"]
+        == f["questions"] + f["answers"] + other + f["malformed_rows"] + f["duplicate_ids"]
+    )
     assert f["answers"] == f["answers_orphaned"] + f["answers_not_top"] + f["top_answers"]
     assert f["top_answers"] == f["kept"] + sum(f["rejected"].values())
     assert f["questions"] == f["top_answers"] + f["questions_unanswered"]
@@ -116,7 +119,7 @@ def test_7z_member_equals_extracted_file(beer_posts_xml: Path) -> None:
     from_file, f2 = scan(beer_posts_xml)
     assert f1 == f2
     assert from_archive.equals(from_file)
-    pairs, ref = baseline_lxml.scan(str(beer_posts_xml))
+    _pairs, ref = baseline_lxml.scan(str(beer_posts_xml))
     assert {k: f1[k] for k in ref} == ref
 
 
@@ -141,7 +144,11 @@ def test_known_pair_fields() -> None:
     row = frame.filter(pl.col("question_id") == 8).row(0, named=True)
     assert row["title"] == "What is the difference between an ale and a lager?"
     assert row["answer_score"] == 39 and row["accepted"] is True
-    assert row["tags"] == ["brewing", "ale", "lager"]  # Tags="&lt;brewing&gt;&lt;ale&gt;&lt;lager&gt;"
+    assert row["tags"] == [
+        "brewing",
+        "ale",
+        "lager",
+    ]  # Tags="&lt;brewing&gt;&lt;ale&gt;&lt;lager&gt;"
     assert row["answer_license"] == "CC BY-SA 3.0"
     assert row["answer"].startswith("Ale yeast strains are best used at temperatures")
     # HTML is gone, entities are decoded

@@ -55,11 +55,15 @@ class SiteScan:
 
 
 def _license(date_col: str, license_col: str) -> pl.Expr:
-    by_date = pl.when(pl.col(date_col) < _LICENSE_BY_DATE[0][0]).then(pl.lit(_LICENSE_BY_DATE[0][1]))
-    by_date = by_date.when(pl.col(date_col) < _LICENSE_BY_DATE[1][0]).then(
-        pl.lit(_LICENSE_BY_DATE[1][1])
+    (d1, l1), (d2, l2) = _LICENSE_BY_DATE
+    by_date = (
+        pl.when(pl.col(date_col) < d1)
+        .then(pl.lit(l1))
+        .when(pl.col(date_col) < d2)
+        .then(pl.lit(l2))
+        .otherwise(pl.lit(_LICENSE_LATEST))
     )
-    return pl.coalesce(pl.col(license_col), by_date.otherwise(pl.lit(_LICENSE_LATEST)))
+    return pl.coalesce(pl.col(license_col), by_date)
 
 
 def to_examples(flat: pl.DataFrame, site: str, group: str) -> pl.DataFrame:

@@ -23,7 +23,11 @@ pub enum CoreError {
     },
     /// The container (7z, zstd) is corrupt or truncated.
     #[error("{path}: byte {offset} of the compressed file: {msg}")]
-    Archive { path: String, offset: u64, msg: String },
+    Archive {
+        path: String,
+        offset: u64,
+        msg: String,
+    },
     /// A caller asked for something inconsistent.
     #[error("{0}")]
     Config(String),

@@ -197,7 +197,10 @@ mod tests {
             ),
             (filled("<p>Neutral text.</p>"), None),
             (filled("<p>I think so.</p>"), Some(Reason::FirstPerson)),
-            (filled("<p>In my experience.</p>"), Some(Reason::FirstPerson)),
+            (
+                filled("<p>In my experience.</p>"),
+                Some(Reason::FirstPerson),
+            ),
             (filled("<p>My favourite.</p>"), Some(Reason::FirstPerson)),
             (filled("<p>I'd say yes.</p>"), Some(Reason::FirstPerson)),
             // lowercase i is the imaginary unit, not the narrator

@@ -197,7 +197,11 @@ impl Writer {
             }
             ("ul" | "ol", false) => {
                 self.lists.pop();
-                self.block(if self.lists.is_empty() { Gap::Blank } else { Gap::Line });
+                self.block(if self.lists.is_empty() {
+                    Gap::Blank
+                } else {
+                    Gap::Line
+                });
             }
             ("li", true) => self.start_item(),
             ("li", false) => self.block(Gap::Line),

@@ -112,8 +112,8 @@ pub fn open_stream(path: &Path, progress: Arc<Progress>) -> Result<Box<dyn BufRe
     match kind {
         Container::Plain => Ok(Box::new(BufReader::with_capacity(BUF, counted))),
         Container::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::new(counted)
-                .map_err(|e| CoreError::io(path, e))?;
+            let mut dec =
+                zstd::stream::read::Decoder::new(counted).map_err(|e| CoreError::io(path, e))?;
             dec.window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(|e| CoreError::io(path, e))?;
             Ok(Box::new(BufReader::with_capacity(BUF, dec)))
@@ -128,7 +128,12 @@ pub fn open_stream(path: &Path, progress: Arc<Progress>) -> Result<Box<dyn BufRe
 /// Stream the members of a 7z archive whose name `want` accepts, in archive
 /// order, without writing anything to disk. Solid archives decode the members
 /// packed before the wanted one, as they must.
-pub fn for_each_7z_member<F>(path: &Path, progress: Arc<Progress>, want: &dyn Fn(&str) -> bool, mut each: F) -> Result<usize>
+pub fn for_each_7z_member<F>(
+    path: &Path,
+    progress: Arc<Progress>,
+    want: &dyn Fn(&str) -> bool,
+    mut each: F,
+) -> Result<usize>
 where
     F: FnMut(&str, &mut dyn BufRead) -> Result<()>,
 {
@@ -187,7 +192,10 @@ pub fn find_in_dir(dir: &Path, wanted: &str) -> Result<PathBuf> {
     found.into_iter().next().ok_or_else(|| {
         CoreError::io(
             &dir.join(wanted),
-            io::Error::new(io::ErrorKind::NotFound, format!("no {wanted} in this folder")),
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no {wanted} in this folder"),
+            ),
         )
     })
 }
@@ -201,7 +209,9 @@ mod tests {
     fn zstd_long_window_roundtrip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.zst");
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
         enc.long_distance_matching(true).expect("ldm");
         enc.window_log(31).expect("window");

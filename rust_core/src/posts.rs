@@ -46,15 +46,23 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
         return Ok(Line::RootEnd);
     }
     if !t.starts_with("<row") {
-        return Err(format!("expected a <row .../> element, found {:?}", preview(t)));
+        return Err(format!(
+            "expected a <row .../> element, found {:?}",
+            preview(t)
+        ));
     }
     let inner = t
         .strip_prefix('<')
         .and_then(|s| s.strip_suffix("/>"))
         .ok_or_else(|| format!("row element is not closed with '/>': {:?}", preview(t)))?;
-    let name_len = inner.find(|c: char| c.is_ascii_whitespace()).unwrap_or(inner.len());
+    let name_len = inner
+        .find(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(inner.len());
     if &inner[..name_len] != "row" {
-        return Err(format!("expected a <row .../> element, found {:?}", preview(t)));
+        return Err(format!(
+            "expected a <row .../> element, found {:?}",
+            preview(t)
+        ));
     }
     let start = BytesStart::from_content(inner, name_len);
     let mut row = RawRow::default();
@@ -136,7 +144,11 @@ pub enum LineError {
 /// Read one line (up to and including '\n') into `buf`, refusing lines longer
 /// than `max` bytes so a file without newlines cannot exhaust memory. On
 /// `TooLong` the rest of the line has been consumed. Returns the bytes read.
-pub fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> Result<usize, (usize, LineError)> {
+pub fn read_line_limited(
+    r: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<usize, (usize, LineError)> {
     buf.clear();
     let mut total = 0usize;
     let mut too_long = false;
@@ -226,7 +238,10 @@ mod tests {
 
     #[test]
     fn escapes_decode() {
-        assert_eq!(unescape("&lt;p&gt;a &amp;amp; b&#xA;").expect("ok"), "<p>a &amp; b\n");
+        assert_eq!(
+            unescape("&lt;p&gt;a &amp;amp; b&#xA;").expect("ok"),
+            "<p>a &amp; b\n"
+        );
         assert!(unescape("&bogus;").is_err());
     }
 }

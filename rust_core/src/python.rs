@@ -11,7 +11,10 @@ use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchIterator};
 use arrow_schema::ArrowError;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError,
+    PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 
@@ -20,7 +23,12 @@ use crate::filters::{FilterConfig, Filters, DEFAULT_REFERENCE_PHRASES};
 use crate::input::Progress;
 use crate::scan::{self, Funnel, OnError, Pair, ScanOptions};
 
-create_exception!(_core, LimaError, PyException, "Base class of lima's errors.");
+create_exception!(
+    _core,
+    LimaError,
+    PyException,
+    "Base class of lima's errors."
+);
 create_exception!(
     _core,
     DumpFormatError,
@@ -88,7 +96,11 @@ struct ArrowBatches {
 #[pymethods]
 impl ArrowBatches {
     #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_stream__<'py>(&mut self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyCapsule>> {
+    fn __arrow_c_stream__<'py>(
+        &mut self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
         let batch = self
             .batch
@@ -135,10 +147,19 @@ fn pairs_to_batch(pairs: &[Pair]) -> PyResult<RecordBatch> {
         ("prompt_field", text(&|p| Some(p.prompt_field))),
         ("question_date", text(&|p| p.question_date.as_deref())),
         ("answer_date", text(&|p| p.answer_date.as_deref())),
-        ("question_owner_id", text(&|p| p.question_owner_id.as_deref())),
+        (
+            "question_owner_id",
+            text(&|p| p.question_owner_id.as_deref()),
+        ),
         ("answer_owner_id", text(&|p| p.answer_owner_id.as_deref())),
-        ("question_owner_name", text(&|p| p.question_owner_name.as_deref())),
-        ("answer_owner_name", text(&|p| p.answer_owner_name.as_deref())),
+        (
+            "question_owner_name",
+            text(&|p| p.question_owner_name.as_deref()),
+        ),
+        (
+            "answer_owner_name",
+            text(&|p| p.answer_owner_name.as_deref()),
+        ),
         ("question_license", text(&|p| p.question_license.as_deref())),
         ("answer_license", text(&|p| p.answer_license.as_deref())),
     ];
@@ -171,7 +192,7 @@ fn funnel_to_dict<'py>(py: Python<'py>, f: &Funnel) -> PyResult<Bound<'py, PyDic
 #[pyo3(signature = (
     path, *, progress=None, on_error="fail", seed=0, filters=true, min_score=10,
     min_chars=1200, max_chars=4096, first_person_words=None, reference_phrases=None,
-    max_line_bytes=64 << 20,
+    max_line_bytes=67_108_864,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn scan_stackexchange<'py>(
@@ -223,7 +244,10 @@ fn scan_stackexchange<'py>(
         .detach(move || scan::scan_path(&path, &filters, &opts, progress))
         .map_err(to_py)?;
     let batch = pairs_to_batch(&pairs)?;
-    Ok((ArrowBatches { batch: Some(batch) }, funnel_to_dict(py, &funnel)?))
+    Ok((
+        ArrowBatches { batch: Some(batch) },
+        funnel_to_dict(py, &funnel)?,
+    ))
 }
 
 /// Convert one HTML fragment to Markdown as the scanners do; returns

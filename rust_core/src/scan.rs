@@ -101,7 +101,12 @@ const MAX_ERRORS_KEPT: usize = 20;
 
 /// Scan a site dump: a `.7z` archive, a folder holding `Posts.xml`, or a
 /// `Posts.xml` (plain or zstd).
-pub fn scan_path(path: &Path, filters: &Filters, opts: &ScanOptions, progress: Arc<Progress>) -> Result<(Vec<Pair>, Funnel)> {
+pub fn scan_path(
+    path: &Path,
+    filters: &Filters,
+    opts: &ScanOptions,
+    progress: Arc<Progress>,
+) -> Result<(Vec<Pair>, Funnel)> {
     let file = if path.is_dir() {
         input::find_in_dir(path, "Posts.xml")?
     } else {
@@ -111,11 +116,12 @@ pub fn scan_path(path: &Path, filters: &Filters, opts: &ScanOptions, progress: A
         Container::SevenZ => {
             let mut result = None;
             let is_posts = |name: &str| input::file_name(name).eq_ignore_ascii_case("posts.xml");
-            let found = input::for_each_7z_member(&file, progress.clone(), &is_posts, |name, reader| {
-                let label = format!("{}:{}", file.display(), name);
-                result = Some(scan_posts(reader, &label, filters, opts, &progress)?);
-                Ok(())
-            })?;
+            let found =
+                input::for_each_7z_member(&file, progress.clone(), &is_posts, |name, reader| {
+                    let label = format!("{}:{}", file.display(), name);
+                    result = Some(scan_posts(reader, &label, filters, opts, &progress)?);
+                    Ok(())
+                })?;
             match result {
                 Some(r) if found > 0 => Ok(r),
                 _ => Err(CoreError::Config(format!(
@@ -126,7 +132,13 @@ pub fn scan_path(path: &Path, filters: &Filters, opts: &ScanOptions, progress: A
         }
         _ => {
             let mut reader = input::open_stream(&file, progress.clone())?;
-            scan_posts(&mut *reader, &file.display().to_string(), filters, opts, &progress)
+            scan_posts(
+                &mut *reader,
+                &file.display().to_string(),
+                filters,
+                opts,
+                &progress,
+            )
         }
     }
 }
@@ -201,7 +213,13 @@ impl At<'_> {
     }
 }
 
-pub fn scan_posts(reader: &mut dyn BufRead, label: &str, filters: &Filters, opts: &ScanOptions, progress: &Progress) -> Result<(Vec<Pair>, Funnel)> {
+pub fn scan_posts(
+    reader: &mut dyn BufRead,
+    label: &str,
+    filters: &Filters,
+    opts: &ScanOptions,
+    progress: &Progress,
+) -> Result<(Vec<Pair>, Funnel)> {
     let spill = tempfile::tempfile().map_err(|e| CoreError::io(Path::new("<spill file>"), e))?;
     let mut join = Join {
         filters,
@@ -380,7 +398,11 @@ impl Join<'_> {
         let parent = posts::parse_id(posts::required(row.parent_id, "ParentId")?, "ParentId")?;
         let score = posts::parse_int(posts::required(row.score, "Score")?, "Score")?;
         let body_raw = posts::required(row.body, "Body")?;
-        let current = self.candidates.get(&parent).and_then(|c| c.first()).map(|c| c.score);
+        let current = self
+            .candidates
+            .get(&parent)
+            .and_then(|c| c.first())
+            .map(|c| c.score);
         let contender = self.filters.score_ok(score) && current.is_none_or(|best| score >= best);
         let outcome = if contender {
             let body = posts::unescape(body_raw)?;
@@ -389,7 +411,8 @@ impl Join<'_> {
                 Some(reason) => Err(reason),
                 None => {
                     let opt = |v: Option<&str>| -> std::result::Result<Option<String>, String> {
-                        v.map(|s| posts::unescape(s).map(|c| c.into_owned())).transpose()
+                        v.map(|s| posts::unescape(s).map(|c| c.into_owned()))
+                            .transpose()
                     };
                     Ok(Box::new(KeptAnswer {
                         markdown: converted.markdown,
@@ -465,10 +488,7 @@ impl Join<'_> {
                 fields.push(read_field(&mut r).map_err(spill_err)?);
             }
             judged += 1;
-            let Some(top) = cands
-                .into_iter()
-                .min_by_key(|c| (c.id != accepted, c.id))
-            else {
+            let Some(top) = cands.into_iter().min_by_key(|c| (c.id != accepted, c.id)) else {
                 continue;
             };
             let answer = match top.outcome {
@@ -512,7 +532,9 @@ impl Join<'_> {
         // Questions whose top answer never reached the score filter.
         let f = &mut self.funnel;
         let below = f.top_answers.saturating_sub(judged);
-        *f.rejected.entry(Reason::ScoreBelowMin.as_str()).or_insert(0) += below;
+        *f.rejected
+            .entry(Reason::ScoreBelowMin.as_str())
+            .or_insert(0) += below;
         Ok((pairs, self.funnel))
     }
 }

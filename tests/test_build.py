@@ -1,0 +1,179 @@
+"""`lima-data build` end to end on the bundled sample dumps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lima import build, config
+from lima.errors import ConfigError
+
+OUTPUTS = ["train.jsonl", "manifest.json", "stats.md", "candidates/stackexchange.parquet"]
+
+
+def run(out: Path, seed: int = 0, **quota: int) -> build.BuildResult:
+    cfg = config.sample_config()
+    cfg.seed = seed
+    for k, v in quota.items():
+        setattr(cfg.stackexchange.quota, k, v)
+    return build.run(cfg, out)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> build.BuildResult:
+    return run(tmp_path_factory.mktemp("demo") / "out")
+
+
+def test_outputs_and_quotas(demo: build.BuildResult) -> None:
+    for name in OUTPUTS:
+        assert (demo.out / name).is_file(), name
+    rows = [json.loads(line) for line in (demo.out / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 20
+    groups = [r["group"] for r in rows]
+    assert groups.count("stem") == 10 and groups.count("other") == 10
+    for r in rows:
+        assert r["source"] == "stackexchange"
+        assert len(r["conversations"]) == 2
+        prompt, answer = r["conversations"]
+        meta = r["meta"]
+        assert prompt == (meta["title"] if meta["prompt_field"] == "title" else meta["question"])
+        assert 1200 <= len(answer) <= 4096
+        assert meta["answer_score"] >= 10
+        assert r["id"] == f"se/{r['domain']}/q{meta['question_id']}-a{meta['answer_id']}"
+        assert meta["url"].startswith(f"https://{r['domain']}/a/")
+        assert r["license"].startswith("CC BY-SA")
+
+
+def test_manifest_accounts_for_everything(demo: build.BuildResult) -> None:
+    m = json.loads((demo.out / "manifest.json").read_text())
+    assert m["seed"] == 0 and len(m["config_sha256"]) == 64
+    names = {f["name"] for i in m["inputs"] for f in i["files"]}
+    assert {"beer.stackexchange.com.7z", "Posts.xml"} <= names
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for i in m["inputs"] for f in i["files"])
+    total = m["funnel"]["stackexchange"]["total"]
+    assert total["kept"] == 39 == m["outputs"]["candidates/stackexchange.parquet"]["rows"]
+    assert total["answers"] == 2277 + 327 + 1060
+    sel = m["selection"]["stackexchange"]
+    assert sel["stem"]["got"] == 10 and sel["other"]["short_by"] == 0
+    # temperature 3: p(site) is proportional to n ** (1/3)
+    p = sel["other"]["probabilities"]
+    assert p["beer.stackexchange.com"] == pytest.approx(
+        17 ** (1 / 3) / (17 ** (1 / 3) + 3 ** (1 / 3)), abs=1e-6
+    )
+
+
+def test_stats_md_is_table1(demo: build.BuildResult) -> None:
+    text = (demo.out / "stats.md").read_text()
+    assert "| stackexchange | 20 |" in text
+    assert "quantumcomputing.stackexchange.com | stem | 1986 | 1060 |" in text
+
+
+def test_same_seed_gives_identical_bytes(tmp_path: Path, demo: build.BuildResult) -> None:
+    again = run(tmp_path / "again")
+    for name in OUTPUTS:
+        assert (again.out / name).read_bytes() == (demo.out / name).read_bytes(), name
+
+
+def test_other_seed_changes_the_selection(tmp_path: Path, demo: build.BuildResult) -> None:
+    other = run(tmp_path / "other", seed=1)
+    # the prompt (title or body) is drawn per example
+    assert (other.out / "train.jsonl").read_bytes() != (demo.out / "train.jsonl").read_bytes()
+    # and the sites drawn: with 5 of 20 "other" candidates, the seeds pick different sets
+    picks = {
+        frozenset(run(tmp_path / f"s{seed}", seed=seed, stem=5, other=5).train["id"])
+        for seed in range(4)
+    }
+    assert len(picks) > 1
+
+
+def test_rerun_reuses_finished_scans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    first = run(out)
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("scanned again")
+
+    monkeypatch.setattr(build, "scan_site", boom)
+    second = run(out)
+    assert second.train.equals(first.train)
+    # a changed setting invalidates the cache
+    cfg = config.sample_config()
+    cfg.stackexchange.filters.min_score = 11
+    with pytest.raises(AssertionError, match="scanned again"):
+        build.run(cfg, out)
+
+
+def test_unfillable_quota_is_reported(tmp_path: Path) -> None:
+    result = run(tmp_path / "short", stem=25, other=5)
+    stem = result.selection["stem"]
+    assert (stem.wanted, stem.got, stem.short_by) == (25, 19, 6)
+    m = json.loads((result.out / "manifest.json").read_text())
+    assert m["selection"]["stackexchange"]["stem"]["short_by"] == 6
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lima.cli",
+            "build",
+            "--config",
+            str(write_config(tmp_path, stem=25)),
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "short by 6" in proc.stderr
+
+
+def write_config(tmp_path: Path, stem: int) -> Path:
+    samples = Path(config.__file__).parent / "samples" / "stackexchange"
+    beer, qc = samples / "beer.stackexchange.com.7z", samples / "quantumcomputing.stackexchange.com"
+    cfg = tmp_path / "lima.toml"
+    cfg.write_text(
+        f"""seed = 0
+[stackexchange]
+paths = ["{beer}", "{qc}"]
+quota = {{ stem = {stem}, other = 3 }}
+"""
+    )
+    return cfg
+
+
+def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[stackexchange]\nquotas = 3\n")
+    with pytest.raises(
+        ConfigError, match=r"bad.toml: stackexchange: unknown key\(s\) \['quotas'\]"
+    ):
+        config.load(bad)
+    bad.write_text("[stackexchange]\ntemperature = 'hot'\n")
+    with pytest.raises(ConfigError, match=r"stackexchange\.temperature: expected float"):
+        config.load(bad)
+    bad.write_text("[stackexchange.filters]\nmin_chars = 5000\n")
+    with pytest.raises(ConfigError, match="min_chars exceeds max_chars"):
+        config.load(bad)
+    bad.write_text("seed = [\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
+        config.load(bad)
+
+
+def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    cfg = config.load(write_config(tmp_path, stem=2))
+    assert cfg.resolve("x/y.7z") == tmp_path / "x/y.7z"
+    assert cfg.stackexchange.quota.stem == 2
+    assert cfg.stackexchange.filters.min_score == 10  # the paper's default
+
+
+def test_candidates_parquet_has_the_schema(demo: build.BuildResult) -> None:
+    from lima import schema
+
+    frame = pl.read_parquet(demo.out / "candidates" / "stackexchange.parquet")
+    assert frame.schema == schema.SCHEMA
+    assert len(frame) == 39
