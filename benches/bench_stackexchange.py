@@ -154,15 +154,13 @@ def main() -> None:
             "MB/s": round(nbytes / 1e6 / seconds, 1),
             "peak_rss_MiB": round(peak_kib / 1024, 1),
         }
-        print(
-            f"  {name:40s} {seconds:8.2f} s {nbytes / 1e6 / seconds:9.1f} MB/s  peak {peak_kib / 1024:8.1f} MiB",
-            flush=True,
-        )
+        rate = nbytes / 1e6 / seconds
+        print(f"  {name:40s} {seconds:8.2f} s {rate:9.1f} MB/s  peak {peak_kib / 1024:8.1f} MiB")
 
     subprocess.run(
         ["cat", str(posts)], check=True, stdout=subprocess.DEVNULL
     )  # warm the page cache
-    print(f"plain Posts.xml, {mb:.0f} MB:")
+    print(f"plain Posts.xml, {mb:.0f} MB:", flush=True)
     record("cat > /dev/null", *timed(["sh", "-c", f"cat '{posts}' > /dev/null"], args.repeat), size)
     record("lima scan", *timed(lima_cmd(posts), args.repeat), size)
     if not args.skip_baseline:
