@@ -180,3 +180,28 @@ def test_filter_settings_are_honoured() -> None:
     assert no_words["rejected"]["refers_to_other_answers"] == 0
     with pytest.raises(ValueError, match="min_chars"):
         scan(QC, min_chars=10, max_chars=5)
+
+
+@pytest.mark.parametrize("method", ["LZMA", "LZMA2", "BZIP2"])
+def test_7z_methods(tmp_path: Path, method: str) -> None:
+    """The coffee dump packed by py7zr with each method the dumps use, next to
+    other members so Posts.xml is not first in the solid block."""
+    import py7zr
+
+    archive = tmp_path / "coffee.stackexchange.com.7z"
+    filters = [{"id": getattr(py7zr, f"FILTER_{method}")}]
+    with py7zr.SevenZipFile(archive, "w", filters=filters) as z:
+        z.write(ROOT / "tests" / "data" / "stackexchange" / "Sites.xml", arcname="Badges.xml")
+        z.write(COFFEE / "Posts.xml", arcname="Posts.xml")
+    frame, funnel = scan(archive)
+    plain, want = scan(COFFEE)
+    assert funnel == want
+    assert frame.equals(plain)
+
+
+def test_lowercase_file_names(tmp_path: Path) -> None:
+    d = tmp_path / "coffee.stackexchange.com"
+    d.mkdir()
+    (d / "posts.xml").write_bytes((COFFEE / "Posts.xml").read_bytes())
+    _, funnel = scan(d)
+    assert funnel["kept"] == FUNNELS["coffee"]["kept"]
