@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)]
 //! The question/answer join on real rows of the coffee dump (question 14 and
 //! its answers 35 and 46), rearranged to pin down the tie rules, the order
 //! independence and the counting; and the zstd reader on the same dump.
