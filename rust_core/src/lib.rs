@@ -3,6 +3,7 @@
 //! PyO3 binding is the `python` module, compiled only with the `python`
 //! feature.
 
+pub mod bzip2par;
 pub mod error;
 pub mod filters;
 pub mod html;
