@@ -38,6 +38,16 @@ pub enum Line<'a> {
 /// Classify and parse one line; the error is a message without position,
 /// which the caller adds.
 pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
+    parse_line_until(line, |_| false)
+}
+
+/// Like [`parse_line`], but stop reading attributes as soon as `enough` says
+/// the row is decided: an answer that cannot become a top answer needs
+/// nothing after its Score, and its Body is most of the bytes of a dump.
+pub fn parse_line_until<'l>(
+    line: &'l str,
+    enough: impl Fn(&RawRow<'l>) -> bool,
+) -> Result<Line<'l>, String> {
     let t = line.trim_start_matches('\u{feff}').trim();
     if t.is_empty() || t.starts_with("<?xml") || t == "<posts>" {
         return Ok(Line::Frame);
@@ -94,6 +104,9 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
             _ => continue,
         };
         *slot = Some(value);
+        if enough(&row) {
+            break;
+        }
     }
     Ok(Line::Row(row))
 }

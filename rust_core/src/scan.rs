@@ -320,7 +320,8 @@ impl Join<'_> {
 
     /// Handle one line. A row that fails here has changed nothing.
     fn line<'l>(&mut self, line: &'l str, at: &At) -> Result<Option<Line<'l>>> {
-        let parsed = posts::parse_line(line).map_err(|m| at.err(m))?;
+        let parsed =
+            posts::parse_line_until(line, |r| self.answer_decided(r)).map_err(|m| at.err(m))?;
         let row = match parsed {
             Line::Row(row) => row,
             other => return Ok(Some(other)),
@@ -341,6 +342,32 @@ impl Join<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// An answer whose id, parent and score are read, and which cannot
+    /// become its question's top answer: nothing else of it is needed.
+    fn answer_decided(&self, r: &posts::RawRow) -> bool {
+        let (Some("2"), Some(_), Some(parent), Some(score)) =
+            (r.post_type, r.id, r.parent_id, r.score)
+        else {
+            return false;
+        };
+        let (Ok(parent), Ok(score)) = (
+            posts::parse_id(parent, "ParentId"),
+            posts::parse_int(score, "Score"),
+        ) else {
+            return false;
+        };
+        !self.contender(parent, score)
+    }
+
+    fn contender(&self, parent: u32, score: i64) -> bool {
+        let best = self
+            .candidates
+            .get(&parent)
+            .and_then(|c| c.first())
+            .map(|c| c.score);
+        self.filters.score_ok(score) && best.is_none_or(|best| score >= best)
     }
 
     fn question(&mut self, id: u32, row: &posts::RawRow) -> std::result::Result<(), String> {
@@ -397,15 +424,9 @@ impl Join<'_> {
     fn answer(&mut self, id: u32, row: &posts::RawRow) -> std::result::Result<(), String> {
         let parent = posts::parse_id(posts::required(row.parent_id, "ParentId")?, "ParentId")?;
         let score = posts::parse_int(posts::required(row.score, "Score")?, "Score")?;
-        let body_raw = posts::required(row.body, "Body")?;
-        let current = self
-            .candidates
-            .get(&parent)
-            .and_then(|c| c.first())
-            .map(|c| c.score);
-        let contender = self.filters.score_ok(score) && current.is_none_or(|best| score >= best);
+        let contender = self.contender(parent, score);
         let outcome = if contender {
-            let body = posts::unescape(body_raw)?;
+            let body = posts::unescape(posts::required(row.body, "Body")?)?;
             let converted = html_to_markdown(&body);
             match self.filters.check(&converted) {
                 Some(reason) => Err(reason),
