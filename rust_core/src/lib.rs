@@ -8,6 +8,7 @@ pub mod error;
 pub mod filters;
 pub mod html;
 pub mod input;
+pub mod lines;
 pub mod posts;
 pub mod scan;
 

@@ -5,7 +5,6 @@
 //! the caller asks for a value.
 
 use std::borrow::Cow;
-use std::io::BufRead;
 
 use quick_xml::events::BytesStart;
 
@@ -148,57 +147,6 @@ pub fn parse_tags(unescaped: &str) -> Vec<String> {
         .collect()
 }
 
-/// Why a line could not be read whole.
-pub enum LineError {
-    TooLong,
-    Io(std::io::Error),
-}
-
-/// Read one line (up to and including '\n') into `buf`, refusing lines longer
-/// than `max` bytes so a file without newlines cannot exhaust memory. On
-/// `TooLong` the rest of the line has been consumed. Returns the bytes read.
-pub fn read_line_limited(
-    r: &mut dyn BufRead,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Result<usize, (usize, LineError)> {
-    buf.clear();
-    let mut total = 0usize;
-    let mut too_long = false;
-    loop {
-        let available = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((total, LineError::Io(e))),
-        };
-        if available.is_empty() {
-            break;
-        }
-        let (take, done) = match memchr::memchr(b'\n', available) {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        if !too_long {
-            if buf.len() + take > max {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(&available[..take]);
-            }
-        }
-        r.consume(take);
-        total += take;
-        if done {
-            break;
-        }
-    }
-    if too_long {
-        Err((total, LineError::TooLong))
-    } else {
-        Ok(total)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,20 +181,6 @@ mod tests {
         assert_eq!(parse_tags("<beer><hops>"), vec!["beer", "hops"]);
         assert_eq!(parse_tags("|beer|hops|"), vec!["beer", "hops"]);
         assert!(parse_tags("").is_empty());
-    }
-
-    #[test]
-    fn long_lines_are_refused_and_skipped() {
-        let data = format!("{}\nshort\n", "x".repeat(100));
-        let mut r = std::io::Cursor::new(data.into_bytes());
-        let mut buf = Vec::new();
-        assert!(matches!(
-            read_line_limited(&mut r, &mut buf, 50),
-            Err((101, LineError::TooLong))
-        ));
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 50), Ok(6)));
-        assert_eq!(buf, b"short\n");
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 50), Ok(0)));
     }
 
     #[test]

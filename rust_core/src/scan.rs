@@ -22,7 +22,8 @@ use crate::error::{CoreError, Result};
 use crate::filters::{Filters, Reason};
 use crate::html::html_to_markdown;
 use crate::input::{self, Container, Progress};
-use crate::posts::{self, Line, LineError};
+use crate::lines::{self, Event};
+use crate::posts::{self, Line};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
@@ -230,58 +231,68 @@ pub fn scan_posts(
         candidates: HashMap::new(),
         spill: BufWriter::with_capacity(1 << 20, spill),
     };
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut offset = 0u64;
-    let mut line_no = 0u64;
     let mut saw_end = false;
-    loop {
-        if line_no % 4096 == 0 && progress.cancelled() {
-            return Err(CoreError::Interrupted);
-        }
-        let at = At {
-            label,
-            offset,
-            line: line_no + 1,
-        };
-        let n = match posts::read_line_limited(reader, &mut buf, opts.max_line_bytes) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err((n, LineError::TooLong)) => {
-                let e = at.err(format!("row longer than {} bytes", opts.max_line_bytes));
-                join.skip_or_fail(e, opts.on_error)?;
-                offset += n as u64;
-                line_no += 1;
-                continue;
+    let mut last = (0u64, 0u64);
+    let on_error = opts.on_error;
+    lines::for_each_line(reader, opts.max_line_bytes, |event| {
+        match event {
+            Event::Line {
+                bytes,
+                offset,
+                line,
+            } => {
+                if line % 4096 == 0 && progress.cancelled() {
+                    return Err(CoreError::Interrupted);
+                }
+                last = (offset + bytes.len() as u64, line);
+                let at = At {
+                    label,
+                    offset,
+                    line,
+                };
+                let result = match std::str::from_utf8(bytes) {
+                    Ok(text) => join.line(text, &at),
+                    Err(e) => Err(At {
+                        offset: offset + e.valid_up_to() as u64,
+                        ..at
+                    }
+                    .err("invalid UTF-8".into())),
+                };
+                match result {
+                    Ok(Some(Line::RootEnd)) => saw_end = true,
+                    Ok(_) => {}
+                    Err(e) => join.skip_or_fail(e, on_error)?,
+                }
             }
-            Err((_, LineError::Io(e))) => {
+            Event::TooLong { offset, line, len } => {
+                last = (offset + len, line);
+                let at = At {
+                    label,
+                    offset,
+                    line,
+                };
+                let e = at.err(format!("row longer than {} bytes", opts.max_line_bytes));
+                join.skip_or_fail(e, on_error)?;
+            }
+            Event::ReadError { error, offset } => {
                 let err = CoreError::Archive {
                     path: label.to_string(),
                     offset: progress.position(),
-                    msg: format!("{e} (after byte {offset} of the decompressed data)"),
+                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
                 };
-                if opts.on_error == OnError::Skip {
-                    join.funnel.truncated = true;
-                    join.note(&err);
-                    break;
+                if on_error == OnError::Fail {
+                    return Err(err);
                 }
-                return Err(err);
+                join.funnel.truncated = true;
+                join.note(&err);
+                return Ok(false);
             }
-        };
-        let result = match std::str::from_utf8(&buf) {
-            Ok(line) => join.line(line, &at),
-            Err(e) => Err(At {
-                offset: offset + e.valid_up_to() as u64,
-                ..at
-            }
-            .err("invalid UTF-8".into())),
-        };
-        match result {
-            Ok(Some(Line::RootEnd)) => saw_end = true,
-            Ok(_) => {}
-            Err(e) => join.skip_or_fail(e, opts.on_error)?,
         }
-        offset += n as u64;
-        line_no += 1;
+        Ok(true)
+    })?;
+    let (offset, line_no) = last;
+    if join.funnel.truncated {
+        return join.finish(opts.seed);
     }
     if !saw_end {
         let err = CoreError::Format {
