@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,3 +27,10 @@ def beer_posts_xml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with py7zr.SevenZipFile(BEER_7Z) as z:
         z.extract(path=d, targets=["Posts.xml"])
     return d / "Posts.xml"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`lima-data ARGS` in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lima.cli", *args], capture_output=True, text=True, check=False
+    )

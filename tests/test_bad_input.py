@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import BEER_7Z, COFFEE
+from conftest import BEER_7Z, COFFEE, run_cli
 
 from lima import _core
 from lima.errors import ArchiveError, DumpFormatError, LimaError
@@ -152,20 +150,7 @@ def test_missing_inputs() -> None:
 def test_cli_reports_error_without_traceback(tmp_path: Path) -> None:
     data = POSTS.read_bytes()
     path = cut(tmp_path, data[: len(data) // 2])
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lima.cli",
-            "scan",
-            "stackexchange",
-            str(path.parent),
-            "-o",
-            str(tmp_path / "x.parquet"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_cli("scan", "stackexchange", str(path.parent), "-o", str(tmp_path / "x.parquet"))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "byte" in proc.stderr and "Posts.xml" in proc.stderr

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import run_cli
 
 from lima import build, config
 from lima.errors import ConfigError
@@ -114,19 +113,8 @@ def test_unfillable_quota_is_reported(tmp_path: Path) -> None:
     assert (stem.wanted, stem.got, stem.short_by) == (25, 19, 6)
     m = json.loads((result.out / "manifest.json").read_text())
     assert m["selection"]["stackexchange"]["stem"]["short_by"] == 6
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lima.cli",
-            "build",
-            "--config",
-            str(write_config(tmp_path, stem=25)),
-            "--out",
-            str(tmp_path / "cli"),
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "build", "--config", str(write_config(tmp_path, stem=25)), "--out", str(tmp_path / "cli")
     )
     assert proc.returncode == 0, proc.stderr
     assert "short by 6" in proc.stderr

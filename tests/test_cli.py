@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
-from conftest import ALCOHOL_META, BEER_7Z, COFFEE
+from conftest import ALCOHOL_META, BEER_7Z, COFFEE, run_cli
 from typer.testing import CliRunner
 
 from lima import schema
@@ -97,20 +97,7 @@ def test_scan_meta_when_asked_and_site_override(tmp_path: Path) -> None:
 def test_unknown_site_name_is_a_clear_error(tmp_path: Path) -> None:
     renamed = tmp_path / "dump.xml"
     renamed.write_bytes((COFFEE / "Posts.xml").read_bytes())
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lima.cli",
-            "scan",
-            "stackexchange",
-            str(renamed),
-            "-o",
-            str(tmp_path / "o.parquet"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_cli("scan", "stackexchange", str(renamed), "-o", str(tmp_path / "o.parquet"))
     assert proc.returncode == 1
     assert "pass --site" in proc.stderr and "Traceback" not in proc.stderr
 
