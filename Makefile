@@ -12,7 +12,7 @@ DEMO_OUT ?= out/demo
 .PHONY: help install demo test test-rust test-python lint fmt bench wheel clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(BOOT):
 	$(PYTHON) -m venv $(VENV)
