@@ -12,6 +12,7 @@ __all__ = [
     "__version__",
     "default_reference_phrases",
     "html_to_markdown",
+    "scan_pushshift",
     "scan_stackexchange",
 ]
 
@@ -47,6 +48,19 @@ def scan_stackexchange(
     first_person_words: list[str] | None = None,
     reference_phrases: list[str] | None = None,
     max_line_bytes: int = 67108864,
+) -> tuple[ArrowBatches, dict[str, Any]]: ...
+def scan_pushshift(
+    path: str | PathLike[str],
+    *,
+    subreddit: str | None = None,
+    kind: str = "auto",
+    progress: Progress | None = None,
+    on_error: str = "fail",
+    min_submission_score: int | None = None,
+    min_comment_score: int | None = None,
+    min_comment_chars: int = 0,
+    top_level_only: bool = False,
+    max_line_bytes: int = 10485760,
 ) -> tuple[ArrowBatches, dict[str, Any]]: ...
 def html_to_markdown(html: str) -> tuple[str, str]: ...
 def default_reference_phrases() -> list[str]: ...

@@ -10,6 +10,7 @@ pub mod html;
 pub mod input;
 pub mod lines;
 pub mod posts;
+pub mod pushshift;
 pub mod scan;
 
 #[cfg(feature = "python")]

@@ -21,6 +21,7 @@ use pyo3::types::{PyCapsule, PyDict};
 use crate::error::CoreError;
 use crate::filters::{FilterConfig, Filters, DEFAULT_REFERENCE_PHRASES};
 use crate::input::Progress;
+use crate::pushshift::{self, Kind, PushshiftOptions, RedditFunnel, RedditRow};
 use crate::scan::{self, Funnel, OnError, Pair, ScanOptions};
 
 create_exception!(
@@ -209,15 +210,7 @@ fn scan_stackexchange<'py>(
     reference_phrases: Option<Vec<String>>,
     max_line_bytes: usize,
 ) -> PyResult<(ArrowBatches, Bound<'py, PyDict>)> {
-    let on_error = match on_error {
-        "fail" => OnError::Fail,
-        "skip" => OnError::Skip,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "on_error must be 'fail' or 'skip', not {other:?}"
-            )))
-        }
-    };
+    let on_error = parse_on_error(on_error)?;
     let config = FilterConfig {
         enabled: filters,
         min_score,
@@ -250,6 +243,115 @@ fn scan_stackexchange<'py>(
     ))
 }
 
+fn parse_on_error(on_error: &str) -> PyResult<OnError> {
+    match on_error {
+        "fail" => Ok(OnError::Fail),
+        "skip" => Ok(OnError::Skip),
+        other => Err(PyValueError::new_err(format!(
+            "on_error must be 'fail' or 'skip', not {other:?}"
+        ))),
+    }
+}
+
+fn reddit_to_batch(rows: &[RedditRow]) -> PyResult<RecordBatch> {
+    let text = |f: &dyn Fn(&RedditRow) -> Option<&str>| {
+        let mut b = StringBuilder::new();
+        rows.iter().for_each(|r| b.append_option(f(r)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let int = |f: &dyn Fn(&RedditRow) -> Option<i64>| {
+        let mut b = Int64Builder::with_capacity(rows.len());
+        rows.iter().for_each(|r| b.append_option(f(r)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("kind", text(&|r| Some(r.kind))),
+        ("id", text(&|r| Some(&r.id))),
+        ("subreddit", text(&|r| Some(&r.subreddit))),
+        ("title", text(&|r| r.title.as_deref())),
+        ("text", text(&|r| Some(&r.text))),
+        ("score", int(&|r| Some(r.score))),
+        ("created_utc", int(&|r| r.created_utc)),
+        ("author", text(&|r| r.author.as_deref())),
+        ("link_id", text(&|r| r.link_id.as_deref())),
+        ("parent_id", text(&|r| r.parent_id.as_deref())),
+        ("num_comments", int(&|r| r.num_comments)),
+        ("permalink", text(&|r| r.permalink.as_deref())),
+    ];
+    RecordBatch::try_from_iter(columns).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn reddit_funnel_to_dict<'py>(py: Python<'py>, f: &RedditFunnel) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("lines_read", f.lines_read)?;
+    d.set_item("blank", f.blank)?;
+    d.set_item("malformed", f.malformed)?;
+    d.set_item("other_subreddit", f.other_subreddit)?;
+    d.set_item("submissions", f.submissions)?;
+    d.set_item("comments", f.comments)?;
+    d.set_item("dropped", f.dropped.clone())?;
+    d.set_item("kept_submissions", f.kept_submissions)?;
+    d.set_item("kept_comments", f.kept_comments)?;
+    d.set_item("truncated", f.truncated)?;
+    d.set_item("errors", f.errors.clone())?;
+    Ok(d)
+}
+
+/// Scan one Pushshift file (`.zst` with a 2 GiB window, or NDJSON) and return
+/// the kept submissions and comments as Arrow batches with the funnel.
+#[pyfunction]
+#[pyo3(signature = (
+    path, *, subreddit=None, kind="auto", progress=None, on_error="fail",
+    min_submission_score=None, min_comment_score=None, min_comment_chars=0,
+    top_level_only=false, max_line_bytes=10_485_760,
+))]
+#[allow(clippy::too_many_arguments)]
+fn scan_pushshift<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    subreddit: Option<String>,
+    kind: &str,
+    progress: Option<PyRef<'py, PyProgress>>,
+    on_error: &str,
+    min_submission_score: Option<i64>,
+    min_comment_score: Option<i64>,
+    min_comment_chars: usize,
+    top_level_only: bool,
+    max_line_bytes: usize,
+) -> PyResult<(ArrowBatches, Bound<'py, PyDict>)> {
+    let kind = match kind {
+        "auto" => Kind::Auto,
+        "submissions" => Kind::Submissions,
+        "comments" => Kind::Comments,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "kind must be 'auto', 'submissions' or 'comments', not {other:?}"
+            )))
+        }
+    };
+    let opts = PushshiftOptions {
+        subreddit,
+        kind,
+        on_error: parse_on_error(on_error)?,
+        max_line_bytes,
+        min_submission_score,
+        min_comment_score,
+        min_comment_chars,
+        top_level_only,
+    };
+    let progress = progress
+        .map(|p| p.inner.clone())
+        .unwrap_or_else(|| Arc::new(Progress::default()));
+    let (rows, funnel) = py
+        .detach(move || pushshift::scan_pushshift(&path, &opts, progress))
+        .map_err(to_py)?;
+    let batch = reddit_to_batch(&rows)?;
+    Ok((
+        ArrowBatches { batch: Some(batch) },
+        reddit_funnel_to_dict(py, &funnel)?,
+    ))
+}
+
 /// Convert one HTML fragment to Markdown as the scanners do; returns
 /// (markdown, prose outside code).
 #[pyfunction]
@@ -275,6 +377,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProgress>()?;
     m.add_class::<ArrowBatches>()?;
     m.add_function(wrap_pyfunction!(scan_stackexchange, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_pushshift, m)?)?;
     m.add_function(wrap_pyfunction!(html_to_markdown, m)?)?;
     m.add_function(wrap_pyfunction!(default_reference_phrases, m)?)?;
     Ok(())

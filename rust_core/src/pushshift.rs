@@ -1,0 +1,474 @@
+//! Pushshift Reddit dumps: monthly `RS_*`/`RC_*` archives, per-subreddit
+//! `*_submissions`/`*_comments` files, or plain NDJSON, one JSON object per
+//! line. The schema drifted over the years (fields come and go,
+//! `created_utc` is a number or a string), so every field is optional and
+//! numbers are read from either form. Lines of other subreddits are dropped
+//! by a byte search before any JSON parse.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{CoreError, Result};
+use crate::input::{self, Progress};
+use crate::lines::{self, Event};
+use crate::scan::OnError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Submissions,
+    Comments,
+    /// Decide per file name (`RS_`, `_submissions`; `RC_`, `_comments`), else per record.
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushshiftOptions {
+    /// Keep only this subreddit (case-insensitive); None keeps all.
+    pub subreddit: Option<String>,
+    pub kind: Kind,
+    pub on_error: OnError,
+    pub max_line_bytes: usize,
+    pub min_submission_score: Option<i64>,
+    pub min_comment_score: Option<i64>,
+    /// Shortest comment body kept, in characters.
+    pub min_comment_chars: usize,
+    /// Keep only comments that answer the submission itself.
+    pub top_level_only: bool,
+}
+
+impl Default for PushshiftOptions {
+    fn default() -> Self {
+        PushshiftOptions {
+            subreddit: None,
+            kind: Kind::Auto,
+            on_error: OnError::Fail,
+            max_line_bytes: 10 << 20,
+            min_submission_score: None,
+            min_comment_score: None,
+            min_comment_chars: 0,
+            top_level_only: false,
+        }
+    }
+}
+
+/// One kept submission or comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedditRow {
+    pub kind: &'static str,
+    pub id: String,
+    pub subreddit: String,
+    pub title: Option<String>,
+    /// The submission's selftext or the comment's body, entities decoded.
+    pub text: String,
+    pub score: i64,
+    pub created_utc: Option<i64>,
+    pub author: Option<String>,
+    pub link_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub num_comments: Option<i64>,
+    pub permalink: Option<String>,
+}
+
+/// Every line read is counted once: `lines_read = blank + malformed +
+/// other_subreddit + submissions + comments`, and `submissions + comments =
+/// kept + sum(dropped)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedditFunnel {
+    pub lines_read: u64,
+    pub blank: u64,
+    pub malformed: u64,
+    pub other_subreddit: u64,
+    pub submissions: u64,
+    pub comments: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub kept_submissions: u64,
+    pub kept_comments: u64,
+    pub truncated: bool,
+    pub errors: Vec<String>,
+}
+
+pub const DROP_REASONS: [&str; 6] = [
+    "deleted",
+    "removed",
+    "removed_by_category",
+    "below_min_score",
+    "too_short",
+    "not_top_level",
+];
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subreddit: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    title: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    selftext: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    body: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    author: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    link_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    permalink: Option<Cow<'a, str>>,
+    #[serde(default)]
+    score: Option<Value>,
+    #[serde(default)]
+    created_utc: Option<Value>,
+    #[serde(default)]
+    num_comments: Option<Value>,
+    #[serde(default)]
+    removed_by_category: Option<Value>,
+}
+
+/// A JSON number or a numeric string, as an integer.
+fn int(v: &Option<Value>) -> Option<i64> {
+    match v.as_ref()? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
+        _ => None,
+    }
+}
+
+fn decode(s: &str) -> String {
+    html_escape::decode_html_entities(s).into_owned()
+}
+
+fn kind_from_name(path: &Path) -> Option<Kind> {
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    if name.starts_with("rs_") || name.contains("submissions") {
+        Some(Kind::Submissions)
+    } else if name.starts_with("rc_") || name.contains("comments") {
+        Some(Kind::Comments)
+    } else {
+        None
+    }
+}
+
+struct Scanner<'o> {
+    opts: &'o PushshiftOptions,
+    prefilter: Option<AhoCorasick>,
+    file_kind: Kind,
+    funnel: RedditFunnel,
+    rows: Vec<RedditRow>,
+}
+
+const MAX_ERRORS_KEPT: usize = 20;
+
+impl Scanner<'_> {
+    fn dropped(&mut self, reason: &'static str) -> std::result::Result<(), String> {
+        *self.funnel.dropped.entry(reason).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn line(&mut self, bytes: &[u8]) -> std::result::Result<(), String> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            self.funnel.lines_read += 1;
+            self.funnel.blank += 1;
+            return Ok(());
+        }
+        if let Some(ac) = &self.prefilter {
+            if !ac.is_match(bytes) {
+                self.funnel.lines_read += 1;
+                self.funnel.other_subreddit += 1;
+                return Ok(());
+            }
+        }
+        let raw: Raw =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a JSON object: {e}"))?;
+        let is_submission = match self.file_kind {
+            Kind::Submissions => true,
+            Kind::Comments => false,
+            Kind::Auto => {
+                if raw.title.is_some() {
+                    true
+                } else if raw.body.is_some() {
+                    false
+                } else {
+                    return Err("neither a submission (title) nor a comment (body)".into());
+                }
+            }
+        };
+        let id = raw.id.as_deref().ok_or("record has no id")?.to_string();
+        self.funnel.lines_read += 1;
+        let subreddit = raw.subreddit.as_deref().unwrap_or("");
+        if let Some(want) = &self.opts.subreddit {
+            if !subreddit.eq_ignore_ascii_case(want) {
+                self.funnel.other_subreddit += 1;
+                return Ok(());
+            }
+        }
+        let score = int(&raw.score).unwrap_or(0);
+        let text = if is_submission {
+            self.funnel.submissions += 1;
+            raw.selftext.as_deref().unwrap_or("")
+        } else {
+            self.funnel.comments += 1;
+            raw.body.as_deref().unwrap_or("")
+        };
+        match text.trim() {
+            "[deleted]" => return self.dropped("deleted"),
+            "[removed]" => return self.dropped("removed"),
+            _ => {}
+        }
+        if raw
+            .removed_by_category
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
+            return self.dropped("removed_by_category");
+        }
+        let min_score = if is_submission {
+            self.opts.min_submission_score
+        } else {
+            self.opts.min_comment_score
+        };
+        if min_score.is_some_and(|m| score < m) {
+            return self.dropped("below_min_score");
+        }
+        if !is_submission {
+            if self.opts.top_level_only {
+                let top = match (&raw.parent_id, &raw.link_id) {
+                    (Some(p), Some(l)) => p == l,
+                    _ => false,
+                };
+                if !top {
+                    return self.dropped("not_top_level");
+                }
+            }
+            if text.chars().count() < self.opts.min_comment_chars {
+                return self.dropped("too_short");
+            }
+        }
+        if is_submission {
+            self.funnel.kept_submissions += 1;
+        } else {
+            self.funnel.kept_comments += 1;
+        }
+        self.rows.push(RedditRow {
+            kind: if is_submission {
+                "submission"
+            } else {
+                "comment"
+            },
+            id,
+            subreddit: subreddit.to_string(),
+            title: raw.title.as_deref().map(decode),
+            text: decode(text),
+            score,
+            created_utc: int(&raw.created_utc),
+            author: raw.author.map(Cow::into_owned),
+            link_id: raw.link_id.map(Cow::into_owned),
+            parent_id: raw.parent_id.map(Cow::into_owned),
+            num_comments: int(&raw.num_comments),
+            permalink: raw.permalink.map(Cow::into_owned),
+        });
+        Ok(())
+    }
+
+    fn fail_or_count(&mut self, e: CoreError) -> Result<()> {
+        if self.opts.on_error == OnError::Fail {
+            return Err(e);
+        }
+        self.funnel.lines_read += 1;
+        self.funnel.malformed += 1;
+        if self.funnel.errors.len() < MAX_ERRORS_KEPT {
+            self.funnel.errors.push(e.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Scan one Pushshift file (zstd with a 2 GiB window, or plain NDJSON).
+pub fn scan_pushshift(
+    path: &Path,
+    opts: &PushshiftOptions,
+    progress: Arc<Progress>,
+) -> Result<(Vec<RedditRow>, RedditFunnel)> {
+    let label = path.display().to_string();
+    let prefilter = match &opts.subreddit {
+        Some(name) if !name.is_empty() => Some(
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build([name.as_bytes()])
+                .map_err(|e| CoreError::Config(format!("subreddit {name:?}: {e}")))?,
+        ),
+        _ => None,
+    };
+    let file_kind = match opts.kind {
+        Kind::Auto => kind_from_name(path).unwrap_or(Kind::Auto),
+        k => k,
+    };
+    let mut scanner = Scanner {
+        opts,
+        prefilter,
+        file_kind,
+        funnel: RedditFunnel::default(),
+        rows: Vec::new(),
+    };
+    for r in DROP_REASONS {
+        scanner.funnel.dropped.insert(r, 0);
+    }
+    let mut reader = input::open_stream(path, progress.clone())?;
+    lines::for_each_line(&mut *reader, opts.max_line_bytes, |event| {
+        match event {
+            Event::Line {
+                bytes,
+                offset,
+                line,
+            } => {
+                if line % 4096 == 0 && progress.cancelled() {
+                    return Err(CoreError::Interrupted);
+                }
+                if let Err(msg) = scanner.line(bytes) {
+                    let e = CoreError::Format {
+                        path: label.clone(),
+                        offset,
+                        line,
+                        msg,
+                    };
+                    scanner.fail_or_count(e)?;
+                }
+            }
+            Event::TooLong { offset, line, len } => {
+                let e = CoreError::Format {
+                    path: label.clone(),
+                    offset,
+                    line,
+                    msg: format!(
+                        "line of {len} bytes is longer than the limit of {} bytes",
+                        opts.max_line_bytes
+                    ),
+                };
+                scanner.fail_or_count(e)?;
+            }
+            Event::ReadError { error, offset } => {
+                let e = CoreError::Archive {
+                    path: label.clone(),
+                    offset: progress.position(),
+                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
+                };
+                if opts.on_error == OnError::Fail {
+                    return Err(e);
+                }
+                scanner.funnel.truncated = true;
+                scanner.funnel.errors.push(e.to_string());
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok((scanner.rows, scanner.funnel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_text(text: &str, opts: &PushshiftOptions) -> Result<(Vec<RedditRow>, RedditFunnel)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sample.ndjson");
+        std::fs::write(&path, text).expect("write");
+        scan_pushshift(&path, opts, Arc::new(Progress::default()))
+    }
+
+    #[test]
+    fn schema_drift_and_entities() {
+        let text = concat!(
+            r#"{"id":"a1","subreddit":"WritingPrompts","title":"[WP] Cats &amp; dogs","selftext":"","score":"12","created_utc":"1134365188"}"#,
+            "\n",
+            r#"{"id":"c1","subreddit":"writingprompts","body":"Once &lt;upon&gt; a time","score":5,"created_utc":1134365188.0,"link_id":"t3_a1","parent_id":"t3_a1"}"#,
+            "\n\n",
+            r#"{"id":"x","subreddit":"AskMen","title":"WritingPrompts elsewhere","score":1}"#,
+            "\n",
+        );
+        let opts = PushshiftOptions {
+            subreddit: Some("WritingPrompts".into()),
+            ..PushshiftOptions::default()
+        };
+        let (rows, f) = scan_text(text, &opts).expect("scan");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].title.as_deref(), Some("[WP] Cats & dogs"));
+        assert_eq!((rows[0].score, rows[0].created_utc), (12, Some(1134365188)));
+        assert_eq!(rows[1].text, "Once <upon> a time");
+        assert_eq!(rows[1].kind, "comment");
+        assert_eq!((f.lines_read, f.blank, f.other_subreddit), (4, 1, 1));
+    }
+
+    #[test]
+    fn deleted_removed_and_filters_are_counted() {
+        let text = concat!(
+            r#"{"id":"1","subreddit":"s","body":"[deleted]","link_id":"t3_a","parent_id":"t3_a"}"#,
+            "\n",
+            r#"{"id":"2","subreddit":"s","body":"[removed]","link_id":"t3_a","parent_id":"t3_a"}"#,
+            "\n",
+            r#"{"id":"3","subreddit":"s","body":"a reply","link_id":"t3_a","parent_id":"t1_1","score":50}"#,
+            "\n",
+            r#"{"id":"4","subreddit":"s","body":"low","link_id":"t3_a","parent_id":"t3_a","score":1}"#,
+            "\n",
+            r#"{"id":"5","subreddit":"s","body":"short","link_id":"t3_a","parent_id":"t3_a","score":9}"#,
+            "\n",
+            r#"{"id":"6","subreddit":"s","title":"t","selftext":"x","removed_by_category":"moderator"}"#,
+            "\n",
+            r#"{"id":"7","subreddit":"s","body":"a long enough story","link_id":"t3_a","parent_id":"t3_a","score":9}"#,
+            "\n",
+        );
+        let opts = PushshiftOptions {
+            min_comment_score: Some(5),
+            min_comment_chars: 10,
+            top_level_only: true,
+            ..PushshiftOptions::default()
+        };
+        let (rows, f) = scan_text(text, &opts).expect("scan");
+        assert_eq!(
+            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            vec!["7"]
+        );
+        for (reason, n) in [
+            ("deleted", 1),
+            ("removed", 1),
+            ("not_top_level", 1),
+            ("below_min_score", 1),
+            ("too_short", 1),
+            ("removed_by_category", 1),
+        ] {
+            assert_eq!(f.dropped[reason], n, "{reason}");
+        }
+        assert_eq!(
+            f.submissions + f.comments,
+            f.kept_submissions + f.kept_comments + 6
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let text = "{\"id\":\"1\",\"body\":\"ok\"}\nnot json\n{\"id\":\"2\",\"body\":\"ok\"}\n";
+        let err = scan_text(text, &PushshiftOptions::default()).expect_err("bad line");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("sample.ndjson") && msg.contains("line 2") && msg.contains("byte 23"),
+            "{msg}"
+        );
+        let skip = PushshiftOptions {
+            on_error: OnError::Skip,
+            ..PushshiftOptions::default()
+        };
+        let (rows, f) = scan_text(text, &skip).expect("skip");
+        assert_eq!((rows.len(), f.malformed, f.lines_read), (2, 1, 3));
+    }
+}
