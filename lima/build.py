@@ -23,6 +23,7 @@ from lima.io import (
 )
 from lima.select import GroupReport, select_stackexchange
 from lima.sites import load_groups
+from lima.sources import reddit
 from lima.sources.stackexchange import SiteScan, scan_site, total_funnel
 from lima.stats import table1
 
@@ -31,6 +32,7 @@ from lima.stats import table1
 class BuildResult:
     out: Path
     train: pl.DataFrame
+    test: pl.DataFrame
     scans: list[SiteScan]
     selection: dict[str, GroupReport]
     manifest: dict[str, Any]
@@ -93,6 +95,56 @@ def _scan_cached(
     return scan
 
 
+def _reddit_cached(
+    cfg: BuildConfig,
+    label: str,
+    path: Path,
+    cache: Path,
+    record: dict[str, Any],
+    settings: dict[str, Any],
+) -> reddit.PushshiftScan:
+    key = sha256_text(
+        dumps(
+            {
+                "version": __version__,
+                "input": record["files"],
+                "settings": settings,
+                "on_error": cfg.on_error,
+            }
+        )
+    )[:16]
+    done = cache / f"{path.name}-{key}.json"
+    frame_path = cache / f"{path.name}-{key}.parquet"
+    if done.exists() and frame_path.exists():
+        report = json.loads(done.read_text(encoding="utf-8"))
+        return reddit.PushshiftScan(report["path"], report["funnel"], pl.read_parquet(frame_path))
+    scan = reddit.scan_file(path, on_error=cfg.on_error, **settings)
+    scan.path = label
+    atomic_write(frame_path, lambda tmp: scan.frame.write_parquet(tmp))
+    write_json(done, scan.report())
+    return scan
+
+
+def _reddit(
+    cfg: BuildConfig,
+    out: Path,
+    name: str,
+    paths: list[str],
+    settings: dict[str, Any],
+    inputs: list[dict[str, Any]],
+) -> tuple[pl.DataFrame, list[reddit.PushshiftScan]]:
+    scans = []
+    for label in paths:
+        path = cfg.resolve(label)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: input dump not found (from config entry {label!r})")
+        record = _input_record(label, path)
+        inputs.append(record)
+        scans.append(_reddit_cached(cfg, label, path, out / "candidates" / name, record, settings))
+    rows = pl.concat([s.frame for s in scans]) if scans else pl.DataFrame(schema=reddit.ROW_SCHEMA)
+    return rows, scans
+
+
 def run(cfg: BuildConfig, out: Path) -> BuildResult:
     se = cfg.stackexchange
     groups = load_groups(cfg.resolve(se.sites_file) if se.sites_file else None, se.site_groups)
@@ -120,10 +172,35 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
         se.not_self_contained_words,
         se.min_title_words,
     )
-    train = train.sort("source", "id")
+    # Reddit: WritingPrompts stories for train, title-only AskReddit prompts for test
+    wp, ask = cfg.reddit.writingprompts, cfg.reddit.askreddit
+    wp_rows, wp_scans = _reddit(
+        cfg, out, "writingprompts", wp.paths,
+        {"subreddit": wp.subreddit, "min_comment_score": wp.min_story_score,
+         "min_comment_chars": wp.min_story_chars, "top_level_only": True},
+        inputs,
+    )  # fmt: skip
+    wp_candidates = reddit.writingprompts(wp_rows, wp)
+    ask_rows, ask_scans = _reddit(
+        cfg, out, "askreddit", ask.paths,
+        {"subreddit": ask.subreddit, "kind": "submissions", "min_submission_score": ask.min_score},
+        inputs,
+    )  # fmt: skip
+    ask_candidates = reddit.askreddit(ask_rows, ask)
+    for name, frame in (("writingprompts", wp_candidates), ("askreddit", ask_candidates)):
+        atomic_write(out / "candidates" / f"reddit_{name}.parquet", frame.write_parquet)
+    reddit_selection = {
+        "writingprompts": _top(wp_candidates, wp.quota),
+        "askreddit": _top(ask_candidates, ask.quota),
+    }
+    train = pl.concat([train, wp_candidates.head(wp.quota)]).sort("source", "id")
+    test = ask_candidates.head(ask.quota).sort("source", "id")
     rows = [schema.Example.from_row(r).to_lima_json() for r in train.iter_rows(named=True)]
+    test_rows = [schema.Example.from_row(r).to_lima_json() for r in test.iter_rows(named=True)]
     write_jsonl(out / "train.jsonl", rows)
-    write_text(out / "stats.md", table1({"train": train}, scans, selection))
+    write_jsonl(out / "test.jsonl", test_rows)
+    selection_all = {**selection, **{f"reddit/{k}": v for k, v in reddit_selection.items()}}
+    write_text(out / "stats.md", table1({"train": train, "test": test}, scans, selection_all))
 
     manifest = {
         "tool": "lima",
@@ -136,13 +213,34 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
             "stackexchange": {
                 "files": [s.report() for s in scans],
                 "total": total_funnel(scans),
-            }
+            },
+            "reddit/writingprompts": {
+                "files": [s.report() for s in wp_scans],
+                "total": reddit.total_funnel(wp_scans),
+                "candidates": len(wp_candidates),
+            },
+            "reddit/askreddit": {
+                "files": [s.report() for s in ask_scans],
+                "total": reddit.total_funnel(ask_scans),
+                "candidates": len(ask_candidates),
+            },
         },
-        "selection": {"stackexchange": {g: r.to_dict() for g, r in selection.items()}},
+        "selection": {
+            "stackexchange": {g: r.to_dict() for g, r in selection.items()},
+            **{f"reddit/{k}": v.to_dict() for k, v in reddit_selection.items()},
+        },
         "outputs": {
             "train.jsonl": {"rows": len(rows), "sha256": sha256_file(out / "train.jsonl")},
+            "test.jsonl": {"rows": len(test_rows), "sha256": sha256_file(out / "test.jsonl")},
             "candidates/stackexchange.parquet": {"rows": len(candidates)},
         },
     }
     write_json(out / "manifest.json", manifest)
-    return BuildResult(out, train, scans, selection, manifest)
+    return BuildResult(out, train, test, scans, selection_all, manifest)
+
+
+def _top(candidates: pl.DataFrame, quota: int) -> GroupReport:
+    """Reddit candidates are ranked (story score); the quota takes the best."""
+    got = min(quota, len(candidates))
+    sites = candidates.head(quota)["domain"].value_counts().sort("domain").rows()
+    return GroupReport(wanted=quota, got=got, candidates=len(candidates), sites=dict(sites))

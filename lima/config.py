@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from lima.errors import ConfigError
+from lima.sources.reddit import AskRedditSettings, WritingPromptsSettings
 from lima.sources.stackexchange import FilterSettings
 
 # Words that make a title lean on its body ("Is this safe?", "What does the
@@ -46,10 +47,33 @@ class StackExchangeConfig:
 
 
 @dataclass
+class WritingPromptsConfig(WritingPromptsSettings):
+    """r/WritingPrompts: 150 prompt + story pairs for training."""
+
+    paths: list[str] = field(default_factory=list)
+    quota: int = 150
+
+
+@dataclass
+class AskRedditConfig(AskRedditSettings):
+    """r/AskReddit: 70 title-only prompts for the test set."""
+
+    paths: list[str] = field(default_factory=list)
+    quota: int = 70
+
+
+@dataclass
+class RedditConfig:
+    writingprompts: WritingPromptsConfig = field(default_factory=WritingPromptsConfig)
+    askreddit: AskRedditConfig = field(default_factory=AskRedditConfig)
+
+
+@dataclass
 class BuildConfig:
     seed: int = 0
     on_error: str = "fail"
     stackexchange: StackExchangeConfig = field(default_factory=StackExchangeConfig)
+    reddit: RedditConfig = field(default_factory=RedditConfig)
     # Set when the config came from a file: relative paths are resolved against it.
     base_dir: str = field(default=".", metadata={"internal": True})
 
@@ -67,6 +91,12 @@ class BuildConfig:
             raise ConfigError(f"{origin}: stackexchange.temperature must be > 0")
         if se.quota.stem < 0 or se.quota.other < 0:
             raise ConfigError(f"{origin}: stackexchange.quota values must be >= 0")
+        for name, quota in (
+            ("reddit.writingprompts.quota", self.reddit.writingprompts.quota),
+            ("reddit.askreddit.quota", self.reddit.askreddit.quota),
+        ):
+            if quota < 0:
+                raise ConfigError(f"{origin}: {name} must be >= 0")
         f = se.filters
         if f.min_chars > f.max_chars:
             raise ConfigError(f"{origin}: stackexchange.filters.min_chars exceeds max_chars")
@@ -153,4 +183,17 @@ def sample_config() -> BuildConfig:
     cfg = BuildConfig()
     cfg.stackexchange.paths = list(SAMPLE_PATHS)
     cfg.stackexchange.quota = Quota(stem=10, other=10)
+    wp = cfg.reddit.writingprompts
+    wp.paths = [
+        "package:lima/samples/reddit/WritingPrompts_submissions.ndjson",
+        "package:lima/samples/reddit/WritingPrompts_comments.ndjson",
+    ]
+    wp.quota = 10
+    wp.min_story_score = 0  # the sample (Fan et al. 2018) carries no votes
+    # r/AskMen stands in for r/AskReddit: the same title-only prompts, a real dump that ships
+    ask = cfg.reddit.askreddit
+    ask.paths = ["package:lima/samples/reddit/AskMen_submissions.zst"]
+    ask.subreddit = "AskMen"
+    ask.min_score = 20
+    ask.quota = 10
     return cfg

@@ -31,6 +31,10 @@ META = pl.Struct(
         "author_url": pl.String,
         "created": pl.String,
         "question_license": pl.String,
+        # string ids and the subreddit-side fields (Reddit's ids are base 36)
+        "post_id": pl.String,
+        "reply_id": pl.String,
+        "tag": pl.String,
     }
 )
 

@@ -95,7 +95,7 @@ def table1(
             for g, r in selection.items()
         ]
         parts.append(
-            "## Stack Exchange selection\n\n"
+            "## Selection\n\n"
             + _md_table(["group", "quota", "selected", "short by", "candidates", "per site"], rows)
         )
     if scans:

@@ -12,7 +12,15 @@ from conftest import run_cli
 from lima import build, config
 from lima.errors import ConfigError
 
-OUTPUTS = ["train.jsonl", "manifest.json", "stats.md", "candidates/stackexchange.parquet"]
+OUTPUTS = [
+    "train.jsonl",
+    "test.jsonl",
+    "manifest.json",
+    "stats.md",
+    "candidates/stackexchange.parquet",
+    "candidates/reddit_writingprompts.parquet",
+    "candidates/reddit_askreddit.parquet",
+]
 
 
 def run(out: Path, seed: int = 0, **quota: int) -> build.BuildResult:
@@ -32,10 +40,16 @@ def test_outputs_and_quotas(demo: build.BuildResult) -> None:
     for name in OUTPUTS:
         assert (demo.out / name).is_file(), name
     rows = [json.loads(line) for line in (demo.out / "train.jsonl").read_text().splitlines()]
-    assert len(rows) == 20
+    assert len(rows) == 30
     groups = [r["group"] for r in rows]
     assert groups.count("stem") == 10 and groups.count("other") == 10
-    for r in rows:
+    stories = [r for r in rows if r["source"] == "reddit"]
+    assert len(stories) == 10 and all(r["domain"] == "WritingPrompts" for r in stories)
+    assert all(len(r["conversations"]) == 2 and len(r["conversations"][1]) >= 1000 for r in stories)
+    tests = [json.loads(line) for line in (demo.out / "test.jsonl").read_text().splitlines()]
+    assert len(tests) == 10 and all(len(r["conversations"]) == 1 for r in tests)
+    assert not {r["conversations"][0] for r in tests} & {r["conversations"][0] for r in rows}
+    for r in (r for r in rows if r["source"] == "stackexchange"):
         assert r["source"] == "stackexchange"
         assert len(r["conversations"]) == 2
         prompt, answer = r["conversations"]
@@ -68,7 +82,8 @@ def test_manifest_accounts_for_everything(demo: build.BuildResult) -> None:
 
 def test_stats_md_is_table1(demo: build.BuildResult) -> None:
     text = (demo.out / "stats.md").read_text()
-    assert "| stackexchange | 20 |" in text
+    assert "| stackexchange | 20 |" in text and "| reddit | 10 |" in text
+    assert "## test: 10 examples" in text
     assert "quantumcomputing.stackexchange.com | stem | 1986 | 1060 |" in text
 
 

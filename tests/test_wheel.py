@@ -38,6 +38,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "lima/data/stackexchange_sites.csv",
         "lima/samples/stackexchange/beer.stackexchange.com.7z",
         "lima/samples/SOURCES.tsv",
+        "lima/samples/reddit/AskMen_submissions.zst",
     ):
         assert want in names, want
 
@@ -70,7 +71,7 @@ def test_installed_wheel_imports_and_scans(wheel: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": site}
     proc = subprocess.run([py, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [lima_version(), "20"]
+    assert proc.stdout.split() == [lima_version(), "30"]
 
 
 def lima_version() -> str:
