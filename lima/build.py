@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from lima import __version__, schema
+from lima import __version__, review, schema
 from lima.config import BuildConfig
 from lima.io import (
     atomic_write,
@@ -159,9 +159,7 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
         scans.append(_scan_cached(cfg, label, path, groups, cache, record))
     frames = [s.frame for s in scans if s.status == "scanned"]
     candidates = pl.concat(frames) if frames else schema.empty()
-    atomic_write(
-        out / "candidates" / "stackexchange.parquet", lambda tmp: candidates.write_parquet(tmp)
-    )
+    atomic_write(out / "candidates" / "stackexchange.parquet", candidates.write_parquet)
 
     quotas = {"stem": se.quota.stem, "other": se.quota.other}
     train, selection = select_stackexchange(
@@ -172,6 +170,14 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
         se.not_self_contained_words,
         se.min_title_words,
     )
+    # Where a person has reviewed a bucket, its accepted (and edited) examples replace the draw.
+    decisions = review.accepted(out)
+    for group, quota in quotas.items():
+        pool = candidates.filter(pl.col("group") == group)
+        reviewed = apply_review(pool, decisions)
+        if reviewed is not None:
+            train = pl.concat([train.filter(pl.col("group") != group), reviewed.head(quota)])
+            selection[group] = _top(reviewed, quota, len(pool))
     # Reddit: WritingPrompts stories for train, title-only AskReddit prompts for test
     wp, ask = cfg.reddit.writingprompts, cfg.reddit.askreddit
     wp_rows, wp_scans = _reddit(
@@ -189,12 +195,16 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
     ask_candidates = reddit.askreddit(ask_rows, ask)
     for name, frame in (("writingprompts", wp_candidates), ("askreddit", ask_candidates)):
         atomic_write(out / "candidates" / f"reddit_{name}.parquet", frame.write_parquet)
+    wp_chosen = apply_review(wp_candidates, decisions)
+    wp_chosen = wp_candidates if wp_chosen is None else wp_chosen
+    ask_chosen = apply_review(ask_candidates, decisions)
+    ask_chosen = ask_candidates if ask_chosen is None else ask_chosen
     reddit_selection = {
-        "writingprompts": _top(wp_candidates, wp.quota),
-        "askreddit": _top(ask_candidates, ask.quota),
+        "writingprompts": _top(wp_chosen, wp.quota, len(wp_candidates)),
+        "askreddit": _top(ask_chosen, ask.quota, len(ask_candidates)),
     }
-    train = pl.concat([train, wp_candidates.head(wp.quota)]).sort("source", "id")
-    test = ask_candidates.head(ask.quota).sort("source", "id")
+    train = pl.concat([train, wp_chosen.head(wp.quota)]).sort("source", "id")
+    test = ask_chosen.head(ask.quota).sort("source", "id")
     rows = [schema.Example.from_row(r).to_lima_json() for r in train.iter_rows(named=True)]
     test_rows = [schema.Example.from_row(r).to_lima_json() for r in test.iter_rows(named=True)]
     write_jsonl(out / "train.jsonl", rows)
@@ -239,8 +249,25 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
     return BuildResult(out, train, test, scans, selection_all, manifest)
 
 
-def _top(candidates: pl.DataFrame, quota: int) -> GroupReport:
-    """Reddit candidates are ranked (story score); the quota takes the best."""
-    got = min(quota, len(candidates))
-    sites = candidates.head(quota)["domain"].value_counts().sort("domain").rows()
-    return GroupReport(wanted=quota, got=got, candidates=len(candidates), sites=dict(sites))
+def _top(chosen: pl.DataFrame, quota: int, candidates: int) -> GroupReport:
+    """The first `quota` of ranked (or reviewed) rows."""
+    got = min(quota, len(chosen))
+    sites = chosen.head(quota)["domain"].value_counts().sort("domain").rows()
+    return GroupReport(wanted=quota, got=got, candidates=candidates, sites=dict(sites))
+
+
+def apply_review(pool: pl.DataFrame, decisions: dict[str, list[str]]) -> pl.DataFrame | None:
+    """The accepted rows of `pool` with their edited turns, or None when no
+    row of it was accepted (then the automatic selection stands)."""
+    ids = [i for i in pool["id"].to_list() if i in decisions]
+    if not ids:
+        return None
+    edits = pl.DataFrame(
+        {"id": ids, "_turns": [decisions[i] for i in ids]},
+        schema={"id": pl.String, "_turns": pl.List(pl.String)},
+    )
+    return (
+        pool.join(edits, on="id", how="inner", maintain_order="left")
+        .with_columns(conversations=pl.col("_turns"))
+        .drop("_turns")
+    )

@@ -256,6 +256,37 @@ def build(
     )
 
 
+@app.command("review")
+def review_cmd(
+    out: Annotated[Path, typer.Argument(help="A build output folder (holding candidates/).")],
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; keep the default unless you know why.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
+    reviewer: Annotated[
+        str | None, typer.Option(help="Your name, stored with each decision.")
+    ] = None,
+) -> None:
+    """Review candidates in a local web page: accept, reject or edit each one.
+
+    Decisions are kept in OUT/review.sqlite and survive a restart; the next
+    `lima-data build --out OUT` uses the accepted examples of every bucket you
+    reviewed. Keys: a accept, r reject, e edit, Ctrl+Enter save, j/k move.
+    """
+    from lima import review
+
+    server = review.serve(out, host, port, reviewer)
+    err_console.print(
+        f"reviewing {out}: http://{host}:{server.server_address[1]}/  (Ctrl-C to stop)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @app.command()
 def stats(
     file: Annotated[Path, typer.Argument(help="A train/dev/test .jsonl or a candidates .parquet.")],
