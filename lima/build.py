@@ -4,6 +4,7 @@ select the quotas, and write the dataset with its manifest and Table 1."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,25 @@ def _input_record(label: str, path: Path) -> dict[str, Any]:
     }
 
 
+def _cached(
+    cache: Path,
+    name: str,
+    key: dict[str, Any],
+    compute: Callable[[], tuple[pl.DataFrame, dict[str, Any]]],
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Reuse the finished scan of the same input bytes and settings, else run
+    it. The JSON report is the completion marker, written after the frame."""
+    digest = sha256_text(dumps({"version": __version__, **key}))[:16]
+    done = cache / f"{name}-{digest}.json"
+    frame_path = cache / f"{name}-{digest}.parquet"
+    if done.exists() and frame_path.exists():
+        return pl.read_parquet(frame_path), json.loads(done.read_text(encoding="utf-8"))
+    frame, report = compute()
+    atomic_write(frame_path, frame.write_parquet)
+    write_json(done, report)
+    return frame, report
+
+
 def _scan_cached(
     cfg: BuildConfig,
     label: str,
@@ -61,38 +81,30 @@ def _scan_cached(
     cache: Path,
     record: dict[str, Any],
 ) -> SiteScan:
-    """Scan one dump, or reuse the finished scan of the same bytes and settings."""
     se = cfg.stackexchange
-    key = sha256_text(
-        dumps(
-            {
-                "version": __version__,
-                "input": record["files"],
-                "filters": cfg.to_dict()["stackexchange"]["filters"],
-                "include_meta": se.include_meta,
-                "groups": groups,
-                "seed": cfg.seed,
-                "on_error": cfg.on_error,
-            }
+    key = {
+        "input": record["files"],
+        "filters": cfg.to_dict()["stackexchange"]["filters"],
+        "include_meta": se.include_meta,
+        "groups": groups,
+        "seed": cfg.seed,
+        "on_error": cfg.on_error,
+    }
+
+    def compute() -> tuple[pl.DataFrame, dict[str, Any]]:
+        scan = scan_site(
+            path,
+            groups=groups,
+            include_meta=se.include_meta,
+            filters=se.filters,
+            on_error=cfg.on_error,
+            seed=cfg.seed,
         )
-    )[:16]
-    done = cache / f"{path.name}-{key}.json"
-    frame_path = cache / f"{path.name}-{key}.parquet"
-    if done.exists() and frame_path.exists():
-        report = json.loads(done.read_text(encoding="utf-8"))
-        return SiteScan(**report, frame=pl.read_parquet(frame_path))
-    scan = scan_site(
-        path,
-        groups=groups,
-        include_meta=se.include_meta,
-        filters=se.filters,
-        on_error=cfg.on_error,
-        seed=cfg.seed,
-    )
-    scan.path = label
-    atomic_write(frame_path, lambda tmp: scan.frame.write_parquet(tmp))
-    write_json(done, scan.report())  # the completion marker, written last
-    return scan
+        scan.path = label
+        return scan.frame, scan.report()
+
+    frame, report = _cached(cache, path.name, key, compute)
+    return SiteScan(**report, frame=frame)
 
 
 def _reddit_cached(
@@ -103,26 +115,15 @@ def _reddit_cached(
     record: dict[str, Any],
     settings: dict[str, Any],
 ) -> reddit.PushshiftScan:
-    key = sha256_text(
-        dumps(
-            {
-                "version": __version__,
-                "input": record["files"],
-                "settings": settings,
-                "on_error": cfg.on_error,
-            }
-        )
-    )[:16]
-    done = cache / f"{path.name}-{key}.json"
-    frame_path = cache / f"{path.name}-{key}.parquet"
-    if done.exists() and frame_path.exists():
-        report = json.loads(done.read_text(encoding="utf-8"))
-        return reddit.PushshiftScan(report["path"], report["funnel"], pl.read_parquet(frame_path))
-    scan = reddit.scan_file(path, on_error=cfg.on_error, **settings)
-    scan.path = label
-    atomic_write(frame_path, lambda tmp: scan.frame.write_parquet(tmp))
-    write_json(done, scan.report())
-    return scan
+    key = {"input": record["files"], "settings": settings, "on_error": cfg.on_error}
+
+    def compute() -> tuple[pl.DataFrame, dict[str, Any]]:
+        scan = reddit.scan_file(path, on_error=cfg.on_error, **settings)
+        scan.path = label
+        return scan.frame, scan.report()
+
+    frame, report = _cached(cache, path.name, key, compute)
+    return reddit.PushshiftScan(report["path"], report["funnel"], frame)
 
 
 def _reddit(
