@@ -18,11 +18,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benches"))
+
+from timing import timed  # noqa: E402
+
 SOURCES = [
     ROOT / "lima" / "samples" / "reddit" / "AskMen_submissions.zst",
     ROOT / "tests" / "data" / "pushshift" / "RC_2005-12.zst",
@@ -61,21 +63,6 @@ def build(path: Path, size_mb: int) -> None:
         ["zstd", "-q", "-f", "--long=31", "-T2", "-3", str(plain), "-o", str(path)], check=True
     )
     plain.unlink()
-
-
-def timed(cmd: list[str], repeat: int) -> tuple[float, int]:
-    best, peak = float("inf"), 0
-    for _ in range(repeat):
-        with tempfile.NamedTemporaryFile("r") as rss:
-            t = time.perf_counter()
-            subprocess.run(
-                ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            best = min(best, time.perf_counter() - t)
-            peak = max(peak, int(rss.read().strip().splitlines()[-1]))
-    return best, peak
 
 
 LIMA = (
