@@ -13,7 +13,6 @@ time; `taskset -c 0` gives the one-core figures.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
 
-from timing import timed  # noqa: E402
+from timing import timed, write_report  # noqa: E402
 
 SOURCES = [
     ROOT / "lima" / "samples" / "reddit" / "AskMen_submissions.zst",
@@ -138,14 +137,7 @@ def main() -> None:
             py = results[f"python baseline ({sub}) [{cores}]"]["seconds"]
             ratios[f"lima / zstd -d, {sub} [{cores}]"] = zstd / lima
             ratios[f"lima / python, {sub} [{cores}]"] = py / lima
-    for k, v in ratios.items():
-        print(f"  {k:40s} {v:6.2f}")
-    report = {
-        "input_bytes": size,
-        "results": results,
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-    }
-    (args.out / "pushshift-results.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out / "pushshift-results.json", size, results, ratios)
 
 
 if __name__ == "__main__":

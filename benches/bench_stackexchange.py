@@ -18,7 +18,6 @@ Measured:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
 
-from timing import timed  # noqa: E402
+from timing import timed, write_report  # noqa: E402
 
 SAMPLES = ROOT / "lima" / "samples" / "stackexchange"
 ROW_ID = re.compile(rb'( (?:Id|ParentId|AcceptedAnswerId)=")(\d+)(")')
@@ -201,16 +200,7 @@ def main() -> None:
                 results[f"7z x -so -mmt=1 ({method})"]["seconds"]
                 / results[f"lima scan ({method})"]["seconds"]
             )
-    print("ratios (throughput of lima relative to the baseline; >1 means lima is faster):")
-    for k, v in ratios.items():
-        print(f"  {k:40s} {v:6.2f}")
-    report = {
-        "input_bytes": size,
-        "results": results,
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-    }
-    (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out / 'results.json'}")
+    write_report(args.out / "results.json", size, results, ratios)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 import time
@@ -26,3 +27,19 @@ def timed(cmd: list[str], repeat: int) -> tuple[float, int]:
             text = rss.read().strip()
             peak = max(peak, int(text.splitlines()[-1]) if text else 0)
     return best, peak
+
+
+def write_report(
+    path: Path, size: int, results: dict[str, dict[str, float]], ratios: dict[str, float]
+) -> None:
+    """Print the ratios and write every number of the run as JSON."""
+    print("ratios (throughput of lima relative to the baseline; >1 means lima is faster):")
+    for k, v in ratios.items():
+        print(f"  {k:40s} {v:6.2f}")
+    report = {
+        "input_bytes": size,
+        "results": results,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
