@@ -91,10 +91,16 @@ def test_entities_decoded() -> None:
     raw = [json.loads(x) for x in text.splitlines()]
     with_amp = [r for r in raw if "&amp;" in r["body"] or "&gt;" in r["body"]]
     assert with_amp, "the real dump has escaped bodies"
+    checked = 0
     for r in with_amp:
         got = frame.filter(pl.col("id") == r["id"])["text"]
         if len(got):
             assert "&amp;" not in got[0] and "&gt;" not in got[0]
+            assert got[0] == r["body"].replace("&gt;", ">").replace("&lt;", "<").replace(
+                "&amp;", "&"
+            )
+            checked += 1
+    assert checked > 0
 
 
 @pytest.fixture(scope="module")
