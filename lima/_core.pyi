@@ -12,6 +12,7 @@ __all__ = [
     "__version__",
     "default_reference_phrases",
     "html_to_markdown",
+    "scan_comments",
     "scan_pushshift",
     "scan_stackexchange",
 ]
@@ -61,6 +62,14 @@ def scan_pushshift(
     min_comment_chars: int = 0,
     top_level_only: bool = False,
     max_line_bytes: int = 10485760,
+) -> tuple[ArrowBatches, dict[str, Any]]: ...
+def scan_comments(
+    path: str | PathLike[str],
+    post_ids: list[int],
+    *,
+    progress: Progress | None = None,
+    on_error: str = "fail",
+    max_line_bytes: int = 67108864,
 ) -> tuple[ArrowBatches, dict[str, Any]]: ...
 def html_to_markdown(html: str) -> tuple[str, str]: ...
 def default_reference_phrases() -> list[str]: ...

@@ -3,6 +3,7 @@ select the quotas, and write the dataset with its manifest and Table 1."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from lima import __version__, review, schema
+from lima import __version__, card, dedup, evalsets, plots, review, schema
 from lima.config import BuildConfig
 from lima.io import (
     atomic_write,
@@ -23,8 +24,8 @@ from lima.io import (
     write_text,
 )
 from lima.select import GroupReport, select_stackexchange
-from lima.sites import load_groups
-from lima.sources import reddit
+from lima.sites import is_meta, load_groups, site_from_path
+from lima.sources import authored, dialogues, natural_instructions, reddit, wikihow
 from lima.sources.stackexchange import SiteScan, scan_site, total_funnel
 from lima.stats import table1
 
@@ -32,8 +33,7 @@ from lima.stats import table1
 @dataclass
 class BuildResult:
     out: Path
-    train: pl.DataFrame
-    test: pl.DataFrame
+    splits: dict[str, pl.DataFrame]
     scans: list[SiteScan]
     selection: dict[str, GroupReport]
     manifest: dict[str, Any]
@@ -146,40 +146,148 @@ def _reddit(
     return rows, scans
 
 
-def run(cfg: BuildConfig, out: Path) -> BuildResult:
+SOURCE_RANK = {
+    "test": 0, "dev": 0, "authored": 1, "dialogue": 1, "stackexchange": 2, "wikihow": 3,
+    "reddit": 4, "natural_instructions": 5,
+}  # fmt: skip
+
+
+@dataclass
+class Pools:
+    """Every candidate pool of a build, before selection."""
+
+    se: pl.DataFrame
+    se_unfiltered: pl.DataFrame | None
+    wikihow: pl.DataFrame
+    writingprompts: pl.DataFrame
+    askreddit: pl.DataFrame
+    sni: pl.DataFrame
+    authored: pl.DataFrame
+    dialogues: pl.DataFrame
+    funnel: dict[str, Any]
+
+
+def _paths(cfg: BuildConfig, labels: list[str], inputs: list[dict[str, Any]]) -> list[Path]:
+    out = []
+    for label in labels:
+        path = cfg.resolve(label)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: input not found (from config entry {label!r})")
+        inputs.append(_input_record(label, path))
+        out.append(path)
+    return out
+
+
+def _stackexchange(
+    cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]], filters: bool
+) -> tuple[pl.DataFrame, list[SiteScan]]:
     se = cfg.stackexchange
     groups = load_groups(cfg.resolve(se.sites_file) if se.sites_file else None, se.site_groups)
-    cache = out / "candidates" / "stackexchange"
-    inputs, scans = [], []
+    name = "stackexchange" if filters else "stackexchange_unfiltered"
+    run_cfg = cfg
+    if not filters:
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.stackexchange.filters.enabled = False
+    scans = []
     for label in se.paths:
         path = cfg.resolve(label)
         if not path.exists():
             raise FileNotFoundError(f"{path}: input dump not found (from config entry {label!r})")
         record = _input_record(label, path)
-        inputs.append(record)
-        scans.append(_scan_cached(cfg, label, path, groups, cache, record))
+        if filters:
+            inputs.append(record)
+        scans.append(_scan_cached(run_cfg, label, path, groups, out / "candidates" / name, record))
     frames = [s.frame for s in scans if s.status == "scanned"]
     candidates = pl.concat(frames) if frames else schema.empty()
-    atomic_write(out / "candidates" / "stackexchange.parquet", candidates.write_parquet)
+    atomic_write(out / "candidates" / f"{name}.parquet", candidates.write_parquet)
+    return candidates, scans
 
-    quotas = {"stem": se.quota.stem, "other": se.quota.other}
-    train, selection = select_stackexchange(
-        candidates,
-        quotas,
-        se.temperature,
-        cfg.seed,
-        se.not_self_contained_words,
-        se.min_title_words,
+
+def _wikihow(
+    cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    w = cfg.wikihow
+    paths = _paths(cfg, w.paths, inputs)
+    tables = _paths(cfg, w.title_tables, inputs) if paths else []
+    scans = [wikihow.read_articles(p, w) for p in paths]
+    articles = pl.concat([s.frame for s in scans]) if scans else None
+    files = [s.report() for s in scans]
+    if articles is None or articles.height == 0:
+        return schema.empty(), {"files": files, "kept": 0}
+    # the same article in two files: the first file's copy stays
+    dup = articles.select(pl.col("key").is_duplicated() & (pl.int_range(pl.len()).over("key") > 0))
+    n_dup = int(dup.to_series().sum())
+    articles = articles.unique("key", keep="first", maintain_order=True)
+    categorised, how = wikihow.categorize(articles, w, tables)
+    uncategorised = categorised.filter(pl.col("top").is_null()).height
+    frame = wikihow.to_examples(categorised.drop_nulls("top")).sort("id")
+    atomic_write(out / "candidates" / "wikihow.parquet", frame.write_parquet)
+    funnel = {
+        "files": files,
+        "articles_in_several_files": n_dup,
+        "uncategorised": uncategorised,
+        "category_from": how,
+        "categories": dict(frame.group_by("domain").len().sort("domain").rows()),
+        "kept": frame.height,
+    }
+    return frame, funnel
+
+
+def _authored(
+    cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, str]:
+    paths = _paths(cfg, cfg.authored.paths, inputs)
+    examples = authored.parse(paths)
+    report = authored.style_report(examples, cfg.authored.style_max_words)
+    frame = authored.to_examples(examples, cfg.authored.license)
+    return frame, report
+
+
+def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    labels = cfg.dialogues.paths or cfg.stackexchange.paths
+    groups = load_groups(
+        cfg.resolve(cfg.stackexchange.sites_file) if cfg.stackexchange.sites_file else None,
+        cfg.stackexchange.site_groups,
     )
-    # Where a person has reviewed a bucket, its accepted (and edited) examples replace the draw.
-    decisions = review.accepted(out)
-    for group, quota in quotas.items():
-        pool = candidates.filter(pl.col("group") == group)
-        reviewed = apply_review(pool, decisions)
-        if reviewed is not None:
-            train = pl.concat([train.filter(pl.col("group") != group), reviewed.head(quota)])
-            selection[group] = _top(reviewed, quota, len(pool))
-    # Reddit: WritingPrompts stories for train, title-only AskReddit prompts for test
+    frames, reports = [], []
+    for label in labels:
+        path = cfg.resolve(label)
+        site = (site_from_path(path) or "").lower()
+        if (is_meta(site) and not cfg.stackexchange.include_meta) or groups.get(site) == "excluded":
+            reports.append({"path": label, "site": site, "skipped": "meta_or_excluded_site"})
+            continue
+        if path.is_dir() and not any(
+            p.name.lower().startswith("comments.xml") for p in path.iterdir()
+        ):
+            reports.append({"path": label, "site": site, "skipped": "no_comments_file"})
+            continue
+        record = _input_record(label, path)
+        key = {
+            "input": record["files"],
+            "min_turns": cfg.dialogues.min_turns,
+            "on_error": cfg.on_error,
+        }
+
+        def compute(path: Path = path, label: str = label) -> tuple[pl.DataFrame, dict[str, Any]]:
+            scan = dialogues.mine(path, min_turns=cfg.dialogues.min_turns, on_error=cfg.on_error)
+            scan.path = label
+            return scan.frame, scan.report()
+
+        frame, report = _cached(out / "candidates" / "dialogues", path.name, key, compute)
+        frames.append(frame)
+        reports.append(report)
+    pool = pl.concat(frames) if frames else schema.empty()
+    atomic_write(out / "candidates" / "dialogues.parquet", pool.write_parquet)
+    return pool, reports
+
+
+def gather(
+    cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]]
+) -> tuple[Pools, list[SiteScan], dict[str, Any]]:
+    se_rows, scans = _stackexchange(cfg, out, inputs, filters=True)
+    se_unfiltered = None
+    if cfg.preset == "quality":
+        se_unfiltered, _ = _stackexchange(cfg, out, inputs, filters=False)
     wp, ask = cfg.reddit.writingprompts, cfg.reddit.askreddit
     wp_rows, wp_scans = _reddit(
         cfg, out, "writingprompts", wp.paths,
@@ -196,58 +304,252 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
     ask_candidates = reddit.askreddit(ask_rows, ask)
     for name, frame in (("writingprompts", wp_candidates), ("askreddit", ask_candidates)):
         atomic_write(out / "candidates" / f"reddit_{name}.parquet", frame.write_parquet)
-    wp_chosen = apply_review(wp_candidates, decisions)
-    wp_chosen = wp_candidates if wp_chosen is None else wp_chosen
-    ask_chosen = apply_review(ask_candidates, decisions)
-    ask_chosen = ask_candidates if ask_chosen is None else ask_chosen
-    reddit_selection = {
-        "writingprompts": _top(wp_chosen, wp.quota, len(wp_candidates)),
-        "askreddit": _top(ask_chosen, ask.quota, len(ask_candidates)),
+    wh, wh_funnel = _wikihow(cfg, out, inputs)
+    sni_paths = _paths(cfg, cfg.natural_instructions.paths, inputs)
+    sni = natural_instructions.scan(sni_paths, cfg.natural_instructions, cfg.seed)
+    atomic_write(out / "candidates" / "natural_instructions.parquet", sni.frame.write_parquet)
+    auth, style = _authored(cfg, out, inputs)
+    write_text(out / "authored_style.md", style)
+    if cfg.dialogues.enabled:
+        mined, dialogue_reports = _dialogues(cfg, out)
+    else:
+        mined, dialogue_reports = schema.empty(), []
+    funnel = {
+        "stackexchange": {"files": [s.report() for s in scans], "total": total_funnel(scans)},
+        "reddit/writingprompts": {
+            "files": [s.report() for s in wp_scans],
+            "total": reddit.total_funnel(wp_scans),
+            "candidates": len(wp_candidates),
+        },
+        "reddit/askreddit": {
+            "files": [s.report() for s in ask_scans],
+            "total": reddit.total_funnel(ask_scans),
+            "candidates": len(ask_candidates),
+        },
+        "wikihow": wh_funnel,
+        "natural_instructions": sni.funnel,
+        "authored": {
+            f"{split}/{source}": n
+            for split, source, n in auth.group_by("domain", "source")
+            .len()
+            .sort("domain", "source")
+            .iter_rows()
+        },
+        "dialogues": dialogue_reports,
     }
-    train = pl.concat([train, wp_chosen.head(wp.quota)]).sort("source", "id")
-    test = ask_chosen.head(ask.quota).sort("source", "id")
-    rows = [schema.Example.from_row(r).to_lima_json() for r in train.iter_rows(named=True)]
-    test_rows = [schema.Example.from_row(r).to_lima_json() for r in test.iter_rows(named=True)]
-    write_jsonl(out / "train.jsonl", rows)
-    write_jsonl(out / "test.jsonl", test_rows)
-    selection_all = {**selection, **{f"reddit/{k}": v for k, v in reddit_selection.items()}}
-    write_text(out / "stats.md", table1({"train": train, "test": test}, scans, selection_all))
+    pools = Pools(
+        se_rows, se_unfiltered, wh, wp_candidates, ask_candidates, sni.frame, auth, mined, funnel
+    )
+    return pools, scans, funnel
 
+
+def _dedup(cfg: BuildConfig, pools: Pools) -> tuple[Pools, pl.DataFrame]:
+    """Drop exact and near-duplicate prompts across every pool; test and dev prompts win,
+    so no test prompt reaches a training set."""
+    names = [
+        "se",
+        "se_unfiltered",
+        "wikihow",
+        "writingprompts",
+        "askreddit",
+        "sni",
+        "authored",
+        "dialogues",
+    ]
+    parts = []
+    for name in names:
+        frame = getattr(pools, name)
+        if frame is None or frame.height == 0:
+            continue
+        split = (
+            pl.when(pl.col("source") == "authored")
+            .then(pl.col("domain"))
+            .otherwise(pl.lit("train"))
+            if name == "authored"
+            else pl.lit("test" if name == "askreddit" else "train")
+        )
+        parts.append(
+            frame.select(
+                "id",
+                "source",
+                text=pl.col("conversations").list.first(),
+                split=split,
+            )
+        )
+    if not parts:
+        return pools, pl.DataFrame(
+            schema={
+                "id": pl.String,
+                "kept_id": pl.String,
+                "kind": pl.String,
+                "similarity": pl.Float64,
+                "reason": pl.String,
+            }
+        )
+    every = pl.concat(parts).unique("id", keep="first", maintain_order=True)
+    ranks = pl.DataFrame({"k": list(SOURCE_RANK), "r": list(SOURCE_RANK.values())})
+    every = (
+        every.with_columns(k=pl.when(pl.col("split") != "train").then("split").otherwise("source"))
+        .join(ranks, on="k", how="left")
+        .select("id", "text", "split", rank=pl.col("r"))
+    )
+    dropped = dedup.find(every.select("id", "text", "rank"), cfg.dedup)
+    split_of = every.select("id", "split")
+    dropped = (
+        dropped.join(split_of, on="id", how="left")
+        .join(split_of.rename({"id": "kept_id", "split": "kept_split"}), on="kept_id", how="left")
+        .with_columns(
+            reason=pl.when((pl.col("split") == "train") & (pl.col("kept_split") != "train"))
+            .then(pl.lit("overlaps_test_or_dev"))
+            .otherwise(pl.format("{}_duplicate_prompt", "kind"))
+        )
+        .select("id", "kept_id", "kind", "similarity", "reason")
+    )
+    gone = dropped["id"].to_list()
+    for name in names:
+        frame = getattr(pools, name)
+        if frame is not None:
+            setattr(pools, name, frame.filter(~pl.col("id").is_in(gone)))
+    return pools, dropped
+
+
+def _reviewed_or(pool: pl.DataFrame, decisions: dict[str, list[str]]) -> pl.DataFrame:
+    chosen = apply_review(pool, decisions)
+    return pool if chosen is None else chosen
+
+
+def run(cfg: BuildConfig, out: Path) -> BuildResult:
+    inputs: list[dict[str, Any]] = []
+    pools, scans, funnel = gather(cfg, out, inputs)
+    pools, dropped = _dedup(cfg, pools)
+    atomic_write(out / "duplicates.parquet", dropped.write_parquet)
+    decisions = review.accepted(out)
+    se = cfg.stackexchange
+    selection: dict[str, GroupReport] = {}
+
+    def draw_se(pool: pl.DataFrame, quotas: dict[str, int], label: str) -> pl.DataFrame:
+        chosen, reports = select_stackexchange(
+            pool, quotas, se.temperature, cfg.seed, se.not_self_contained_words, se.min_title_words
+        )
+        for group, r in reports.items():
+            reviewed = apply_review(pool.filter(pl.col("group") == group), decisions)
+            if reviewed is not None:
+                chosen = pl.concat(
+                    [chosen.filter(pl.col("group") != group), reviewed.head(quotas[group])]
+                )
+                r = _top(reviewed, quotas[group], r.candidates)
+            selection[f"{label}/{group}"] = r
+        return chosen
+
+    def take(
+        label: str, pool: pl.DataFrame, quota: int, sampled: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
+        chosen = apply_review(pool, decisions)
+        if chosen is None:
+            chosen = pool if sampled is None else sampled
+        selection[label] = _top(chosen, quota, len(pool))
+        return chosen.head(quota)
+
+    authored_train = pools.authored.filter(
+        (pl.col("domain") == "train") & (pl.col("source") == "authored")
+    )
+    authored_chains = pools.authored.filter(pl.col("source") == "dialogue")
+    trains: dict[str, pl.DataFrame] = {}
+    ab = cfg.ablation
+    if cfg.preset == "lima":
+        parts = [
+            draw_se(pools.se, {"stem": se.quota.stem, "other": se.quota.other}, "stackexchange"),
+            take("wikihow", pools.wikihow, cfg.wikihow.quota,
+                 wikihow.sample(pools.wikihow, cfg.wikihow.quota, cfg.seed)),
+            take("reddit/writingprompts", pools.writingprompts, cfg.reddit.writingprompts.quota),
+            take("natural_instructions", pools.sni, cfg.natural_instructions.quota,
+                 natural_instructions.sample(pools.sni, cfg.natural_instructions.quota, cfg.seed)),
+            take("authored", authored_train, cfg.authored.train_quota),
+        ]  # fmt: skip
+        if cfg.dialogues.enabled:
+            d = cfg.dialogues
+            parts.append(take("dialogue/authored", authored_chains, d.authored_quota))
+            mined = apply_review(pools.dialogues, decisions)
+            if mined is None and not d.require_review:
+                mined = pools.dialogues
+            mined = mined if mined is not None else pools.dialogues.clear()
+            selection["dialogue/stackexchange"] = _top(mined, d.mined_quota, len(pools.dialogues))
+            parts.append(mined.head(d.mined_quota))
+        trains["train"] = pl.concat(parts)
+    elif cfg.preset == "diversity":
+        half = ab.diversity_size // 2
+        trains["train_stackexchange"] = draw_se(
+            pools.se, {"stem": half, "other": ab.diversity_size - half}, "stackexchange"
+        )
+        trains["train_wikihow"] = take(
+            "wikihow",
+            pools.wikihow,
+            ab.diversity_size,
+            wikihow.sample(pools.wikihow, ab.diversity_size, cfg.seed),
+        )
+    elif cfg.preset == "quality":
+        assert pools.se_unfiltered is not None
+        half = ab.quality_size // 2
+        trains["train"] = draw_se(
+            pools.se_unfiltered,
+            {"stem": half, "other": ab.quality_size - half},
+            "stackexchange_unfiltered",
+        )
+    else:  # quantity: nested sets from one draw
+        top = max(ab.quantity_sizes)
+        drawn = draw_se(pools.se, {"stem": top // 2, "other": top - top // 2}, "stackexchange")
+        drawn = drawn.with_columns(_k=pl.int_range(pl.len()).over("group"))
+        for n in sorted(ab.quantity_sizes):
+            want = {"stem": n // 2, "other": n - n // 2}
+            trains[f"train_{n}"] = drawn.filter(
+                pl.col("_k") < pl.col("group").replace_strict(want, default=0)
+            ).drop("_k")
+    dev = pools.authored.filter(pl.col("domain") == "dev").head(cfg.authored.dev_quota)
+    ask = take("reddit/askreddit", pools.askreddit, cfg.reddit.askreddit.quota)
+    test_authored = pools.authored.filter(pl.col("domain") == "test").head(cfg.authored.test_quota)
+    selection["authored/dev"] = _top(dev, cfg.authored.dev_quota, dev.height)
+    selection["authored/test"] = _top(test_authored, cfg.authored.test_quota, test_authored.height)
+    test = pl.concat([ask, test_authored])
+    splits = {name: frame.sort("source", "id") for name, frame in trains.items()}
+    splits["dev"] = dev.sort("id")
+    splits["test"] = test.sort("source", "id")
+    outputs: dict[str, Any] = {}
+    for name, frame in splits.items():
+        rows = [schema.Example.from_row(r).to_lima_json() for r in frame.iter_rows(named=True)]
+        write_jsonl(out / f"{name}.jsonl", rows)
+        outputs[f"{name}.jsonl"] = {"rows": len(rows), "sha256": sha256_file(out / f"{name}.jsonl")}
+    if cfg.test.lima_prompts:
+        path = _paths(cfg, [cfg.test.lima_prompts], inputs)[0]
+        lima_test = evalsets.lima_test_prompts(path)
+        write_jsonl(out / "test_lima.jsonl", lima_test)
+        outputs["test_lima.jsonl"] = {
+            "rows": len(lima_test),
+            "sha256": sha256_file(out / "test_lima.jsonl"),
+        }
+    for f in sorted((out / "candidates").glob("*.parquet")):
+        outputs[f"candidates/{f.name}"] = {
+            "rows": pl.scan_parquet(f).select(pl.len()).collect().item()
+        }
+    tokenizer = cfg.resolve(cfg.tokenizer) if cfg.tokenizer else None
+    stats_md = table1(splits, scans, selection, tokenizer=tokenizer)
+    write_text(out / "stats.md", stats_md)
+    funnel["duplicates"] = dict(dropped.group_by("reason").len().sort("reason").rows())
+    plots.funnel_chart(funnel, selection, out / "funnel.png")
     manifest = {
         "tool": "lima",
         "version": __version__,
+        "preset": cfg.preset,
         "seed": cfg.seed,
         "config": cfg.to_dict(),
         "config_sha256": sha256_text(dumps(cfg.to_dict())),
         "inputs": inputs,
-        "funnel": {
-            "stackexchange": {
-                "files": [s.report() for s in scans],
-                "total": total_funnel(scans),
-            },
-            "reddit/writingprompts": {
-                "files": [s.report() for s in wp_scans],
-                "total": reddit.total_funnel(wp_scans),
-                "candidates": len(wp_candidates),
-            },
-            "reddit/askreddit": {
-                "files": [s.report() for s in ask_scans],
-                "total": reddit.total_funnel(ask_scans),
-                "candidates": len(ask_candidates),
-            },
-        },
-        "selection": {
-            "stackexchange": {g: r.to_dict() for g, r in selection.items()},
-            **{f"reddit/{k}": v.to_dict() for k, v in reddit_selection.items()},
-        },
-        "outputs": {
-            "train.jsonl": {"rows": len(rows), "sha256": sha256_file(out / "train.jsonl")},
-            "test.jsonl": {"rows": len(test_rows), "sha256": sha256_file(out / "test.jsonl")},
-            "candidates/stackexchange.parquet": {"rows": len(candidates)},
-        },
+        "funnel": funnel,
+        "selection": {k: v.to_dict() for k, v in selection.items()},
+        "outputs": outputs,
     }
     write_json(out / "manifest.json", manifest)
-    return BuildResult(out, train, test, scans, selection_all, manifest)
+    write_text(out / "README.md", card.dataset_card(manifest, splits))
+    return BuildResult(out, splits, scans, selection, manifest)
 
 
 def _top(chosen: pl.DataFrame, quota: int, candidates: int) -> GroupReport:

@@ -214,6 +214,13 @@ def scan_pushshift(
     err_console.print(t)
 
 
+class Preset(enum.StrEnum):
+    lima = "lima"
+    diversity = "diversity"
+    quality = "quality"
+    quantity = "quantity"
+
+
 @app.command()
 def build(
     config: Annotated[
@@ -222,9 +229,31 @@ def build(
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out"),
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            help="lima: the paper's 1,000 examples; the section 5 ablations: diversity "
+            "(2,000 Stack Exchange vs 2,000 wikiHow), quality (2,000 unfiltered Stack "
+            "Exchange), quantity (2k..32k filtered Stack Exchange, nested)."
+        ),
+    ] = None,
+    with_dialogues: Annotated[
+        bool,
+        typer.Option(
+            "--with-dialogues",
+            help="Add the 30 multi-turn chains (10 authored, 20 reviewed from Stack Exchange "
+            "comment threads): the paper's 1,030-example variant.",
+        ),
+    ] = False,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(help="A tokenizer.json: Table 1 gains mean input/output length in tokens."),
+    ] = None,
 ) -> None:
-    """Run the whole curation: scan, select the quotas, write train.jsonl,
-    manifest.json, stats.md and candidates/*.parquet.
+    """Run the whole curation: scan every source, drop duplicate prompts (and any
+    training prompt that matches a test or dev prompt), select the quotas, and
+    write train/dev/test.jsonl, manifest.json, stats.md, README.md (the dataset
+    card), funnel.png and candidates/*.parquet.
 
     A rerun reuses every finished scan of unchanged inputs.
     """
@@ -234,26 +263,93 @@ def build(
     if config is None:
         cfg = config_mod.sample_config()
         err_console.print(
-            "[cyan]no --config: building from the sample dumps bundled with lima "
-            f"(beer, coffee, quantumcomputing) with scaled-down quotas "
-            f"(stem {cfg.stackexchange.quota.stem}, other {cfg.stackexchange.quota.other})[/cyan]"
+            "[cyan]no --config: building from the sample dumps bundled with lima, "
+            "with quotas scaled down to what they can fill[/cyan]"
         )
     else:
         cfg = config_mod.load(config)
     if seed is not None:
         cfg.seed = seed
+    if preset is not None:
+        cfg.preset = preset.value
+    if with_dialogues:
+        cfg.dialogues.enabled = True
+    if tokenizer is not None:
+        cfg.tokenizer = str(tokenizer.resolve())
+    cfg.validate("command line")
     result = build_mod.run(cfg, out)
-    for group, r in result.selection.items():
+    for label, r in result.selection.items():
         if r.short_by:
             err_console.print(
-                f"[yellow]quota not filled[/yellow]: stackexchange {group} wanted {r.wanted}, "
+                f"[yellow]quota not filled[/yellow]: {label} wanted {r.wanted}, "
                 f"got {r.got} ({r.candidates} candidates) — short by {r.short_by}"
+                + (
+                    "; mined chains enter once accepted in `lima-data review`"
+                    if label == "dialogue/stackexchange" and r.candidates
+                    else ""
+                )
             )
     typer.echo((out / "stats.md").read_text(encoding="utf-8"))
-    err_console.print(
-        f"[green]wrote[/green] {out}/train.jsonl ({len(result.train)} examples), "
-        f"manifest.json, stats.md, candidates/"
+    written = ", ".join(
+        f"{name} ({info['rows']})" for name, info in result.manifest["outputs"].items()
     )
+    err_console.print(
+        f"[green]wrote[/green] {out}/: {written}; manifest.json, stats.md, README.md, "
+        "funnel.png, authored_style.md, candidates/"
+    )
+
+
+class ExportFormat(enum.StrEnum):
+    messages = "messages"
+    sharegpt = "sharegpt"
+    parquet = "parquet"
+
+
+@app.command()
+def export(
+    file: Annotated[Path, typer.Argument(help="A train/dev/test .jsonl written by build.")],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="messages: OpenAI-style {'messages': [{'role', 'content'}]} JSONL; "
+            "sharegpt: a JSON list of {'conversations': [{'from', 'value'}]}; "
+            "parquet: the build's columns as Parquet.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output file.")],
+    system: Annotated[
+        str | None, typer.Option(help="A system message to put first (messages, sharegpt).")
+    ] = None,
+) -> None:
+    """Convert a build output to the format a trainer reads."""
+    from lima import export as export_mod
+
+    n = export_mod.export(file, format.value, out, system=system)
+    err_console.print(f"[green]wrote[/green] {out} ({n} examples, {format.value})")
+
+
+@app.command("check-authored")
+def check_authored(
+    paths: Annotated[list[Path], typer.Argument(help="Authored example files or folders.")],
+    max_words: Annotated[
+        int, typer.Option(help="Longest acknowledgement sentence the style report accepts.")
+    ] = 30,
+) -> None:
+    """Validate hand-written example files (errors name file and line) and print the
+    style report: responses that do not open with a short acknowledgement."""
+    from lima.sources import authored
+
+    examples = authored.parse(paths)
+    counts: dict[str, int] = {}
+    for e in examples:
+        key = e.split + (" (" + ", ".join(e.tags) + ")" if e.tags else "")
+        counts[key] = counts.get(key, 0) + 1
+    err_console.print(
+        f"[green]ok[/green]: {len(examples)} examples: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
+    typer.echo(authored.style_report(examples, max_words))
 
 
 @app.command("review")

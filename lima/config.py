@@ -14,9 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
+from lima.dedup import DedupSettings
 from lima.errors import ConfigError
+from lima.sources.natural_instructions import NaturalInstructionsSettings
 from lima.sources.reddit import AskRedditSettings, WritingPromptsSettings
 from lima.sources.stackexchange import FilterSettings
+from lima.sources.wikihow import WikiHowSettings
 
 # Words that make a title lean on its body ("Is this safe?", "What does the
 # following mean?"): such a title is not a self-contained question.
@@ -69,11 +72,82 @@ class RedditConfig:
 
 
 @dataclass
+class WikiHowConfig(WikiHowSettings):
+    """wikiHow: 200 articles, a category first (of 19), then an article in it."""
+
+    paths: list[str] = field(default_factory=list)
+    quota: int = 200
+    title_tables: list[str] = field(
+        default_factory=lambda: ["package:lima/data/wikihow_titles.csv"]
+    )
+
+
+@dataclass
+class NaturalInstructionsConfig(NaturalInstructionsSettings):
+    """Super-Natural Instructions: 50 generation tasks, one random instance each."""
+
+    paths: list[str] = field(default_factory=list)
+    quota: int = 50
+
+
+@dataclass
+class AuthoredConfig:
+    """Hand-written examples: 200 train, 50 dev, 230 test prompts."""
+
+    paths: list[str] = field(default_factory=list)
+    train_quota: int = 200
+    dev_quota: int = 50
+    test_quota: int = 230
+    license: str = "CC BY 4.0"
+    style_max_words: int = 30
+
+
+@dataclass
+class DialogueConfig:
+    """The 1,030-example variant: 10 authored chains + 20 edited from Stack Exchange comments."""
+
+    enabled: bool = False
+    paths: list[str] = field(default_factory=list)  # empty: the Stack Exchange paths
+    authored_quota: int = 10
+    mined_quota: int = 20
+    min_turns: int = 4
+    # Mined chains enter only once a person has accepted (and edited) them in review.
+    require_review: bool = True
+
+
+@dataclass
+class TestConfig:
+    # The paper's own 300 test prompts (just-eval's example_data.json, dataset == "lima"),
+    # written as test_lima.jsonl when set.
+    lima_prompts: str | None = None
+
+
+@dataclass
+class AblationConfig:
+    """Sizes of the section 5 ablation sets."""
+
+    diversity_size: int = 2000
+    quality_size: int = 2000
+    quantity_sizes: list[int] = field(default_factory=lambda: [2000, 4000, 8000, 16000, 32000])
+
+
+@dataclass
 class BuildConfig:
     seed: int = 0
     on_error: str = "fail"
+    preset: str = "lima"
     stackexchange: StackExchangeConfig = field(default_factory=StackExchangeConfig)
     reddit: RedditConfig = field(default_factory=RedditConfig)
+    wikihow: WikiHowConfig = field(default_factory=WikiHowConfig)
+    natural_instructions: NaturalInstructionsConfig = field(
+        default_factory=NaturalInstructionsConfig
+    )
+    authored: AuthoredConfig = field(default_factory=AuthoredConfig)
+    dialogues: DialogueConfig = field(default_factory=DialogueConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    tokenizer: str | None = None  # a tokenizer.json: Table 1 gains token lengths
     # Set when the config came from a file: relative paths are resolved against it.
     base_dir: str = field(default=".", metadata={"internal": True})
 
@@ -91,9 +165,20 @@ class BuildConfig:
             raise ConfigError(f"{origin}: stackexchange.temperature must be > 0")
         if se.quota.stem < 0 or se.quota.other < 0:
             raise ConfigError(f"{origin}: stackexchange.quota values must be >= 0")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"{origin}: preset must be one of {', '.join(PRESETS)}")
+        if not 0 < self.dedup.threshold <= 1:
+            raise ConfigError(f"{origin}: dedup.threshold must be in (0, 1]")
         for name, quota in (
             ("reddit.writingprompts.quota", self.reddit.writingprompts.quota),
             ("reddit.askreddit.quota", self.reddit.askreddit.quota),
+            ("wikihow.quota", self.wikihow.quota),
+            ("natural_instructions.quota", self.natural_instructions.quota),
+            ("authored.train_quota", self.authored.train_quota),
+            ("authored.dev_quota", self.authored.dev_quota),
+            ("authored.test_quota", self.authored.test_quota),
+            ("dialogues.authored_quota", self.dialogues.authored_quota),
+            ("dialogues.mined_quota", self.dialogues.mined_quota),
         ):
             if quota < 0:
                 raise ConfigError(f"{origin}: {name} must be >= 0")
@@ -105,6 +190,15 @@ class BuildConfig:
         d = dataclasses.asdict(self)
         d.pop("base_dir")
         return d
+
+
+# The paper's ablations (section 5): what each preset changes. Every other value stays.
+PRESETS = {
+    "lima": "the paper's 1,000-example mix",
+    "diversity": "2,000 Stack Exchange vs 2,000 wikiHow (two training sets, train_*.jsonl)",
+    "quality": "2,000 Stack Exchange examples without the answer filters",
+    "quantity": "2k, 4k, 8k, 16k, 32k filtered Stack Exchange (nested sets, train_<n>.jsonl)",
+}
 
 
 T = TypeVar("T")
@@ -196,4 +290,16 @@ def sample_config() -> BuildConfig:
     ask.subreddit = "AskMen"
     ask.min_score = 20
     ask.quota = 10
+    cfg.wikihow.paths = ["package:lima/samples/wikihow/steps_223_articles.csv"]
+    cfg.wikihow.quota = 10
+    cfg.natural_instructions.paths = ["package:lima/samples/natural-instructions"]
+    cfg.natural_instructions.quota = 5
+    cfg.authored.paths = ["package:lima/samples/authored/demo.txt"]
+    cfg.authored.train_quota = 12
+    cfg.authored.dev_quota = 5
+    cfg.authored.test_quota = 12
+    cfg.dialogues.authored_quota = 2
+    cfg.dialogues.mined_quota = 3
+    cfg.ablation = AblationConfig(diversity_size=20, quality_size=20, quantity_sizes=[5, 10, 20])
+    cfg.test.lima_prompts = "package:lima/samples/eval/just_eval_example_data.json"
     return cfg

@@ -35,6 +35,12 @@ META = pl.Struct(
         "post_id": pl.String,
         "reply_id": pl.String,
         "tag": pl.String,
+        # wikiHow, Super-Natural Instructions, authored and mined dialogues
+        "category": pl.String,
+        "category_source": pl.String,
+        "file": pl.String,
+        "line": pl.Int64,
+        "turns_edited": pl.Boolean,
     }
 )
 
@@ -53,6 +59,26 @@ SCHEMA = pl.Schema(
 
 def empty() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
+
+
+def conform(df: pl.DataFrame) -> pl.DataFrame:
+    """Cast ``df`` to the shared schema; ``meta`` may hold any subset of its fields
+    (the rest become null)."""
+    have = df.schema["meta"]
+    names = {f.name for f in have.fields} if isinstance(have, pl.Struct) else set()
+    unknown = names - set(META.to_schema())
+    if unknown:
+        raise TypeError(f"meta fields not in the schema: {sorted(unknown)}")
+    meta = pl.struct(
+        *[
+            (pl.col("meta").struct.field(f.name) if f.name in names else pl.lit(None))
+            .cast(f.dtype)
+            .alias(f.name)
+            for f in META.fields
+        ]
+    )
+    out = df.with_columns(meta=meta).select(SCHEMA.names())
+    return check(out.cast(dict(SCHEMA)))  # type: ignore[arg-type]
 
 
 def check(df: pl.DataFrame) -> pl.DataFrame:

@@ -14,12 +14,20 @@ from lima.errors import ConfigError
 
 OUTPUTS = [
     "train.jsonl",
+    "dev.jsonl",
     "test.jsonl",
+    "test_lima.jsonl",
+    "README.md",
+    "funnel.png",
+    "authored_style.md",
     "manifest.json",
     "stats.md",
     "candidates/stackexchange.parquet",
     "candidates/reddit_writingprompts.parquet",
     "candidates/reddit_askreddit.parquet",
+    "candidates/wikihow.parquet",
+    "candidates/natural_instructions.parquet",
+    "duplicates.parquet",
 ]
 
 
@@ -40,14 +48,21 @@ def test_outputs_and_quotas(demo: build.BuildResult) -> None:
     for name in OUTPUTS:
         assert (demo.out / name).is_file(), name
     rows = [json.loads(line) for line in (demo.out / "train.jsonl").read_text().splitlines()]
-    assert len(rows) == 30
+    # the scaled sample quotas: SE 10 + 10, wikiHow 10, WritingPrompts 10, authored 12, and
+    # the one generation task among the three sample task files
+    assert len(rows) == 53
+    by_source = {s: sum(r["source"] == s for r in rows) for s in {r["source"] for r in rows}}
+    assert by_source == {
+        "stackexchange": 20, "wikihow": 10, "reddit": 10, "authored": 12, "natural_instructions": 1,
+    }  # fmt: skip
     groups = [r["group"] for r in rows]
     assert groups.count("stem") == 10 and groups.count("other") == 10
     stories = [r for r in rows if r["source"] == "reddit"]
     assert len(stories) == 10 and all(r["domain"] == "WritingPrompts" for r in stories)
     assert all(len(r["conversations"]) == 2 and len(r["conversations"][1]) >= 1000 for r in stories)
     tests = [json.loads(line) for line in (demo.out / "test.jsonl").read_text().splitlines()]
-    assert len(tests) == 10 and all(len(r["conversations"]) == 1 for r in tests)
+    assert len(tests) == 22 and all(len(r["conversations"]) == 1 for r in tests)
+    assert sum(r["source"] == "reddit" for r in tests) == 10
     assert not {r["conversations"][0] for r in tests} & {r["conversations"][0] for r in rows}
     for r in (r for r in rows if r["source"] == "stackexchange"):
         assert r["source"] == "stackexchange"
@@ -71,10 +86,15 @@ def test_manifest_accounts_for_everything(demo: build.BuildResult) -> None:
     total = m["funnel"]["stackexchange"]["total"]
     assert total["kept"] == 39 == m["outputs"]["candidates/stackexchange.parquet"]["rows"]
     assert total["answers"] == 2277 + 327 + 1060
-    sel = m["selection"]["stackexchange"]
-    assert sel["stem"]["got"] == 10 and sel["other"]["short_by"] == 0
+    sel = m["selection"]
+    assert sel["stackexchange/stem"]["got"] == 10 and sel["stackexchange/other"]["short_by"] == 0
+    assert sel["natural_instructions"]["short_by"] == 4
+    # every source's funnel is in the manifest
+    assert m["funnel"]["natural_instructions"]["rejected"] == {"not_generation_task": 2}
+    assert m["funnel"]["wikihow"]["files"][0]["funnel"]["articles"] == 223
+    assert m["funnel"]["duplicates"] == {"exact_duplicate_prompt": 4}
     # temperature 3: p(site) is proportional to n ** (1/3)
-    p = sel["other"]["probabilities"]
+    p = sel["stackexchange/other"]["probabilities"]
     assert p["beer.stackexchange.com"] == pytest.approx(
         17 ** (1 / 3) / (17 ** (1 / 3) + 3 ** (1 / 3)), abs=1e-6
     )
@@ -82,8 +102,8 @@ def test_manifest_accounts_for_everything(demo: build.BuildResult) -> None:
 
 def test_stats_md_is_table1(demo: build.BuildResult) -> None:
     text = (demo.out / "stats.md").read_text()
-    assert "| stackexchange | 20 |" in text and "| reddit | 10 |" in text
-    assert "## test: 10 examples" in text
+    assert "| stackexchange (stem) | 10 |" in text and "| reddit | 10 |" in text
+    assert "## test: 22 examples" in text and "## dev: 5 examples" in text
     assert "quantumcomputing.stackexchange.com | stem | 1986 | 1060 |" in text
 
 
@@ -99,7 +119,7 @@ def test_other_seed_changes_the_selection(tmp_path: Path, demo: build.BuildResul
     assert (other.out / "train.jsonl").read_bytes() != (demo.out / "train.jsonl").read_bytes()
     # and the sites drawn: with 5 of 20 "other" candidates, the seeds pick different sets
     picks = {
-        frozenset(run(tmp_path / f"s{seed}", seed=seed, stem=5, other=5).train["id"])
+        frozenset(run(tmp_path / f"s{seed}", seed=seed, stem=5, other=5).splits["train"]["id"])
         for seed in range(4)
     }
     assert len(picks) > 1
@@ -114,7 +134,7 @@ def test_rerun_reuses_finished_scans(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(build, "scan_site", boom)
     second = run(out)
-    assert second.train.equals(first.train)
+    assert second.splits["train"].equals(first.splits["train"])
     # a changed setting invalidates the cache
     cfg = config.sample_config()
     cfg.stackexchange.filters.min_score = 11
@@ -124,10 +144,10 @@ def test_rerun_reuses_finished_scans(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_unfillable_quota_is_reported(tmp_path: Path) -> None:
     result = run(tmp_path / "short", stem=25, other=5)
-    stem = result.selection["stem"]
+    stem = result.selection["stackexchange/stem"]
     assert (stem.wanted, stem.got, stem.short_by) == (25, 19, 6)
     m = json.loads((result.out / "manifest.json").read_text())
-    assert m["selection"]["stackexchange"]["stem"]["short_by"] == 6
+    assert m["selection"]["stackexchange/stem"]["short_by"] == 6
     proc = run_cli(
         "build", "--config", str(write_config(tmp_path, stem=25)), "--out", str(tmp_path / "cli")
     )

@@ -24,6 +24,9 @@ def built(tmp_path: Path) -> Path:
     """A demo build whose first candidate carries hostile markup."""
     out = tmp_path / "out"
     build.run(config.sample_config(), out)
+    # the page lists files by name; keep the AskReddit candidates first
+    for name in ("natural_instructions", "wikihow"):
+        (out / "candidates" / f"{name}.parquet").unlink()
     path = out / "candidates" / "reddit_askreddit.parquet"
     frame = pl.read_parquet(path)
     first = frame["conversations"][0][0]
@@ -94,8 +97,9 @@ def test_decisions_survive_a_restart_and_feed_the_build(built: Path, server: Ser
         again.stop()
 
     result = build.run(config.sample_config(), built)
-    test_prompts = [c[0] for c in result.test["conversations"]]
-    assert sorted(result.test["id"]) == sorted([items[0]["id"], items[2]["id"]])
+    reddit_test = result.splits["test"].filter(pl.col("source") == "reddit")
+    test_prompts = [c[0] for c in reddit_test["conversations"]]
+    assert sorted(reddit_test["id"]) == sorted([items[0]["id"], items[2]["id"]])
     assert edited[0] in test_prompts
     assert result.selection["reddit/askreddit"].short_by == 8  # reviewed: 2 of 10
 

@@ -66,12 +66,12 @@ def test_installed_wheel_imports_and_scans(wheel: Path, tmp_path: Path) -> None:
         "import lima, lima._core, lima.build, lima.config, pathlib;"
         f"assert lima.__file__.startswith({str(env_dir)!r}), lima.__file__;"
         "r = lima.build.run(lima.config.sample_config(), pathlib.Path('out'));"
-        "print(lima.__version__, len(r.train))"
+        "print(lima.__version__, len(r.splits['train']))"
     )
     env = {**os.environ, "PYTHONPATH": site}
     proc = subprocess.run([py, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [lima_version(), "30"]
+    assert proc.stdout.split() == [lima_version(), "53"]
 
 
 def lima_version() -> str:

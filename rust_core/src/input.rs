@@ -235,6 +235,36 @@ fn bzip2_plan(
     Some(plan)
 }
 
+/// Read one member of a site dump (`Posts.xml`, `Comments.xml`, ...): from a
+/// `.7z` archive, a folder holding it, or the file itself (plain or zstd).
+/// `read` gets the stream and a label naming file (and member) for errors.
+pub fn read_site_member<T>(
+    path: &Path,
+    member: &str,
+    progress: Arc<Progress>,
+    mut read: impl FnMut(&mut dyn BufRead, &str) -> Result<T>,
+) -> Result<T> {
+    let file = if path.is_dir() {
+        find_in_dir(path, member)?
+    } else {
+        path.to_path_buf()
+    };
+    if let Container::SevenZ = detect(&file)? {
+        let mut result = None;
+        let wanted = |name: &str| file_name(name).eq_ignore_ascii_case(member);
+        for_each_7z_member(&file, progress, &wanted, |name, reader| {
+            let label = format!("{}:{}", file.display(), name);
+            result = Some(read(reader, &label)?);
+            Ok(())
+        })?;
+        return result.ok_or_else(|| {
+            CoreError::Config(format!("{}: the archive holds no {member}", file.display()))
+        });
+    }
+    let mut reader = open_stream(&file, progress)?;
+    read(&mut *reader, &file.display().to_string())
+}
+
 /// The last path component, for matching member and file names.
 pub fn file_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)

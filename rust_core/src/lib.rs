@@ -4,6 +4,7 @@
 //! feature.
 
 pub mod bzip2par;
+pub mod comments;
 pub mod error;
 pub mod filters;
 pub mod html;

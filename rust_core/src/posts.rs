@@ -47,12 +47,58 @@ pub fn parse_line_until<'l>(
     line: &'l str,
     enough: impl Fn(&RawRow<'l>) -> bool,
 ) -> Result<Line<'l>, String> {
+    let mut row = RawRow::default();
+    let kind = for_each_attribute(line, "posts", |key, value| {
+        let slot = match key {
+            "Id" => &mut row.id,
+            "PostTypeId" => &mut row.post_type,
+            "ParentId" => &mut row.parent_id,
+            "AcceptedAnswerId" => &mut row.accepted_answer_id,
+            "Score" => &mut row.score,
+            "Title" => &mut row.title,
+            "Body" => &mut row.body,
+            "Tags" => &mut row.tags,
+            "CreationDate" => &mut row.creation_date,
+            "OwnerUserId" => &mut row.owner_user_id,
+            "OwnerDisplayName" => &mut row.owner_display_name,
+            "ContentLicense" => &mut row.content_license,
+            _ => return true,
+        };
+        *slot = Some(value);
+        !enough(&row)
+    })?;
+    Ok(match kind {
+        RowKind::Row => Line::Row(row),
+        RowKind::Frame => Line::Frame,
+        RowKind::RootEnd => Line::RootEnd,
+    })
+}
+
+/// What a line of any Stack Exchange dump table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    Row,
+    Frame,
+    RootEnd,
+}
+
+/// Walk the attributes of one `<row .../>` line of a dump table whose root
+/// element is `root` (`posts`, `comments`, ...), handing each raw (still
+/// escaped) value to `each`, which returns false to stop early.
+pub fn for_each_attribute<'l>(
+    line: &'l str,
+    root: &str,
+    mut each: impl FnMut(&str, &'l str) -> bool,
+) -> Result<RowKind, String> {
     let t = line.trim_start_matches('\u{feff}').trim();
-    if t.is_empty() || t.starts_with("<?xml") || t == "<posts>" {
-        return Ok(Line::Frame);
+    if t.is_empty()
+        || t.starts_with("<?xml")
+        || t.strip_prefix('<').and_then(|r| r.strip_suffix('>')) == Some(root)
+    {
+        return Ok(RowKind::Frame);
     }
-    if t == "</posts>" {
-        return Ok(Line::RootEnd);
+    if t.strip_prefix("</").and_then(|r| r.strip_suffix('>')) == Some(root) {
+        return Ok(RowKind::RootEnd);
     }
     if !t.starts_with("<row") {
         return Err(format!(
@@ -74,7 +120,6 @@ pub fn parse_line_until<'l>(
         ));
     }
     let start = BytesStart::from_content(inner, name_len);
-    let mut row = RawRow::default();
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
         let value = match attr.value {
@@ -87,27 +132,12 @@ pub fn parse_line_until<'l>(
             }
             Cow::Owned(_) => return Err("attribute value could not be borrowed".into()),
         };
-        let slot = match attr.key.as_ref() {
-            "Id" => &mut row.id,
-            "PostTypeId" => &mut row.post_type,
-            "ParentId" => &mut row.parent_id,
-            "AcceptedAnswerId" => &mut row.accepted_answer_id,
-            "Score" => &mut row.score,
-            "Title" => &mut row.title,
-            "Body" => &mut row.body,
-            "Tags" => &mut row.tags,
-            "CreationDate" => &mut row.creation_date,
-            "OwnerUserId" => &mut row.owner_user_id,
-            "OwnerDisplayName" => &mut row.owner_display_name,
-            "ContentLicense" => &mut row.content_license,
-            _ => continue,
-        };
-        *slot = Some(value);
-        if enough(&row) {
+        let key: &str = attr.key.as_ref();
+        if !each(key, value) {
             break;
         }
     }
-    Ok(Line::Row(row))
+    Ok(RowKind::Row)
 }
 
 fn preview(s: &str) -> String {

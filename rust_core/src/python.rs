@@ -18,6 +18,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 
+use crate::comments::{self, Comment, CommentFunnel};
 use crate::error::CoreError;
 use crate::filters::{FilterConfig, Filters, DEFAULT_REFERENCE_PHRASES};
 use crate::input::Progress;
@@ -354,6 +355,71 @@ fn scan_pushshift<'py>(
 
 /// Convert one HTML fragment to Markdown as the scanners do; returns
 /// (markdown, prose outside code).
+fn comments_to_batch(rows: &[Comment]) -> PyResult<RecordBatch> {
+    let text = |f: &dyn Fn(&Comment) -> Option<&str>| {
+        let mut b = StringBuilder::new();
+        rows.iter().for_each(|r| b.append_option(f(r)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let int = |f: &dyn Fn(&Comment) -> i64| {
+        let mut b = Int64Builder::with_capacity(rows.len());
+        rows.iter().for_each(|r| b.append_value(f(r)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("comment_id", int(&|r| i64::from(r.id))),
+        ("post_id", int(&|r| i64::from(r.post_id))),
+        ("score", int(&|r| r.score)),
+        ("text", text(&|r| Some(&r.text))),
+        ("created", text(&|r| r.date.as_deref())),
+        ("user_id", text(&|r| r.user_id.as_deref())),
+        ("user_name", text(&|r| r.user_name.as_deref())),
+    ];
+    RecordBatch::try_from_iter(columns).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn comment_funnel_to_dict<'py>(py: Python<'py>, f: &CommentFunnel) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rows_read", f.rows_read)?;
+    d.set_item("kept", f.kept)?;
+    d.set_item("other_posts", f.other_posts)?;
+    d.set_item("malformed_rows", f.malformed_rows)?;
+    d.set_item("truncated", f.truncated)?;
+    d.set_item("errors", f.errors.clone())?;
+    Ok(d)
+}
+
+/// The comments under the posts `post_ids` of one site dump (`.7z`, a folder
+/// holding `Comments.xml`, or the file), sorted by post and comment id, with
+/// the funnel that counts every row read.
+#[pyfunction]
+#[pyo3(signature = (path, post_ids, *, progress=None, on_error="fail", max_line_bytes=67_108_864))]
+fn scan_comments<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    post_ids: Vec<u32>,
+    progress: Option<PyRef<'py, PyProgress>>,
+    on_error: &str,
+    max_line_bytes: usize,
+) -> PyResult<(ArrowBatches, Bound<'py, PyDict>)> {
+    let on_error = parse_on_error(on_error)?;
+    let wanted = post_ids.into_iter().collect();
+    let progress = progress
+        .map(|p| p.inner.clone())
+        .unwrap_or_else(|| Arc::new(Progress::default()));
+    let (rows, funnel) = py
+        .detach(move || {
+            comments::scan_comments_path(&path, &wanted, on_error, max_line_bytes, progress)
+        })
+        .map_err(to_py)?;
+    Ok((
+        ArrowBatches {
+            batch: Some(comments_to_batch(&rows)?),
+        },
+        comment_funnel_to_dict(py, &funnel)?,
+    ))
+}
+
 #[pyfunction]
 fn html_to_markdown(py: Python<'_>, html: &str) -> (String, String) {
     let html = html.to_string();
@@ -378,6 +444,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ArrowBatches>()?;
     m.add_function(wrap_pyfunction!(scan_stackexchange, m)?)?;
     m.add_function(wrap_pyfunction!(scan_pushshift, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_comments, m)?)?;
     m.add_function(wrap_pyfunction!(html_to_markdown, m)?)?;
     m.add_function(wrap_pyfunction!(default_reference_phrases, m)?)?;
     Ok(())

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::error::{CoreError, Result};
 use crate::filters::{Filters, Reason};
 use crate::html::html_to_markdown;
-use crate::input::{self, Container, Progress};
+use crate::input::{self, Progress};
 use crate::lines::{self, Event};
 use crate::posts::{self, Line};
 
@@ -108,40 +108,9 @@ pub fn scan_path(
     opts: &ScanOptions,
     progress: Arc<Progress>,
 ) -> Result<(Vec<Pair>, Funnel)> {
-    let file = if path.is_dir() {
-        input::find_in_dir(path, "Posts.xml")?
-    } else {
-        path.to_path_buf()
-    };
-    match input::detect(&file)? {
-        Container::SevenZ => {
-            let mut result = None;
-            let is_posts = |name: &str| input::file_name(name).eq_ignore_ascii_case("posts.xml");
-            let found =
-                input::for_each_7z_member(&file, progress.clone(), &is_posts, |name, reader| {
-                    let label = format!("{}:{}", file.display(), name);
-                    result = Some(scan_posts(reader, &label, filters, opts, &progress)?);
-                    Ok(())
-                })?;
-            match result {
-                Some(r) if found > 0 => Ok(r),
-                _ => Err(CoreError::Config(format!(
-                    "{}: the archive holds no Posts.xml",
-                    file.display()
-                ))),
-            }
-        }
-        _ => {
-            let mut reader = input::open_stream(&file, progress.clone())?;
-            scan_posts(
-                &mut *reader,
-                &file.display().to_string(),
-                filters,
-                opts,
-                &progress,
-            )
-        }
-    }
+    input::read_site_member(path, "Posts.xml", progress.clone(), |reader, label| {
+        scan_posts(reader, label, filters, opts, &progress)
+    })
 }
 
 struct Candidate {

@@ -1,0 +1,495 @@
+"""wikiHow: article dumps to (question, article) candidates.
+
+Three layouts are read, told apart by their header:
+
+- ``wikihowAll.csv`` (Koupaee & Wang 2018): ``headline, title, text``, one row per article; the
+  step summaries are in ``headline`` (one per line) and the step bodies in ``text``.
+- ``wikihowSep.csv``: ``overview, headline, text, sectionLabel, title``, one row per step.
+- step tables: ``title, heading, paragraph`` (optionally ``category``, ``url``), one row per step.
+
+Every article is mapped to one of wikiHow's 19 top-level categories: from a ``category``
+column when the file has one, else from a title table (``Category, Title``), else by a naive
+Bayes classifier over title words trained on that table. The category map
+(``lima/data/wikihow_categories.csv``) folds finer categories into the 19.
+
+The prompt is the title as a question ("How to cook an omelette?"); the response is the body
+as numbered steps, with citations, links and images removed, "This article" turned into "The
+following answer", and the sections named in ``drop_sections`` dropped. The work is done in
+polars expressions (the regexes run in Rust), never a Python loop per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lima import schema
+from lima.errors import LimaError
+
+LICENSE = "CC BY-NC-SA 3.0"
+TOP_LEVEL = (
+    "Arts and Entertainment", "Cars & Other Vehicles", "Computers and Electronics",
+    "Education and Communications", "Family Life", "Finance and Business",
+    "Food and Entertaining", "Health", "Hobbies and Crafts", "Holidays and Traditions",
+    "Home and Garden", "Personal Care and Style", "Pets and Animals", "Philosophy and Religion",
+    "Relationships", "Sports and Fitness", "Travel", "Work World", "Youth",
+)  # fmt: skip
+
+_STOPWORDS = frozenset(
+    {
+        "a", "an", "and", "the", "to", "of", "for", "in", "on", "with", "your", "you", "how",
+        "do", "be", "is", "at", "or", "from", "by", "as", "it", "up",
+    }
+)  # fmt: skip
+
+
+@dataclass
+class WikiHowSettings:
+    """How articles become examples; every value is a config key."""
+
+    drop_sections: list[str] = field(
+        default_factory=lambda: ["Tips", "Warnings", "Things You'll Need", "References", "Video"]
+    )
+    rename_article: bool = True  # "This article..." -> "The following answer..."
+    min_chars: int = 1  # responses shorter than this (after cleaning) are dropped
+    max_chars: int = 0  # 0: no limit
+    category_map: str | None = None  # replaces lima/data/wikihow_categories.csv
+    title_tables: list[str] = field(default_factory=list)  # Category,Title[,Link] tables
+
+
+class WikiHowError(LimaError):
+    pass
+
+
+def _norm_category(name: str) -> str:
+    s = name.lower().replace("-", " ").replace("&", "and")
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def load_category_map(path: Path | None = None) -> dict[str, str]:
+    """Normalised category name -> one of the 19 top-level categories."""
+    if path is None:
+        text = resources.files("lima").joinpath("data/wikihow_categories.csv").read_text("utf-8")
+        origin = "lima/data/wikihow_categories.csv"
+    else:
+        text, origin = path.read_text(encoding="utf-8"), str(path)
+    out: dict[str, str] = {}
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        top = (row.get("top_level") or "").strip()
+        if top not in TOP_LEVEL:
+            raise WikiHowError(f"{origin}: line {line}: {top!r} is not a top-level category")
+        out[_norm_category(row.get("category") or "")] = top
+    return out
+
+
+def _title_key() -> pl.Expr:
+    """A title reduced to what identifies the article, for lookups and dedup."""
+    return (
+        _prompt_core(pl.col("title"))
+        .str.to_lowercase()
+        .str.replace(r"^how to\s+", "")
+        .str.replace_all(r"[^a-z0-9 ]", "")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def _prompt_core(title: pl.Expr) -> pl.Expr:
+    """ "3 Ways to Take Evening Primrose Oil - wikiHow" -> "How to Take Evening Primrose Oil"."""
+    t = (
+        title.str.strip_chars()
+        .str.replace(r"\s*-\s*wikiHow$", "")
+        .str.replace_all(r"\s*\(with Pictures\)", "")
+        .str.replace(r"\s*:.*$", "")  # ": 14 Steps", ": A Quick & Easy Guide"
+        .str.replace(r"(\D)\d+$", "$1")  # Koupaee de-duplication suffix: "...Artist1"
+        .str.replace(r"^\d+\+?\s+(?:\w+\s+){0,2}?(?:Ways|Methods|Steps|Tips)\s+to\s+", "How to ")
+        .str.replace(r"^how to\s+", "How to ")
+        .str.strip_chars()
+    )
+    return t
+
+
+_CITATIONS = [
+    r"\[\d+\]\s*X\s+Trustworthy Source.*?Go to source",
+    r"\[\d+\]\s*X\s+Expert Source.*?Expert Interview\.(?:\s*\d{1,2} \w+ \d{4}\.)?",
+    r"\[\d+\]\s*X\s+Research source",
+    r"\[\d+\]",
+]
+
+
+def _clean(text: pl.Expr, rename_article: bool) -> pl.Expr:
+    t = text.fill_null("")
+    for pattern in _CITATIONS:
+        t = t.str.replace_all(pattern, "")
+    t = (
+        t.str.replace_all(r"!\[[^\]]*\]\([^)]*\)", "")  # Markdown images
+        .str.replace_all(r"\[([^\]]+)\]\((?:https?://|/)[^)]*\)", "$1")  # Markdown links
+        .str.replace_all(r"(?i)\[Image:[^\]]*\]|<img[^>]*>", "")
+        .str.replace_all(r"h?https?://\S+|www\.\S+", "")
+        .str.replace_all(r"[ \t]+([.,;:!?])", "$1")
+        .str.replace_all(r"[ \t]{2,}", " ")
+        .str.replace_all(r"\.?;\s*$", ".")
+        .str.replace_all(r"\n{3,}", "\n\n")
+        .str.strip_chars()
+    )
+    if rename_article:
+        t = t.str.replace_all(r"\bThis article\b", "The following answer").str.replace_all(
+            r"\bthis article\b", "the following answer"
+        )
+    return t
+
+
+def detect_layout(columns: list[str]) -> str:
+    cols = {c.strip() for c in columns}
+    if {"title", "heading", "paragraph"} <= cols:
+        return "steps"
+    if {"overview", "headline", "text", "sectionLabel", "title"} <= cols:
+        return "koupaee_sep"
+    if {"headline", "title", "text"} <= cols:
+        return "koupaee_all"
+    if {"Category", "Title"} <= cols or {"category", "title"} <= cols:
+        return "titles"
+    return "unknown"
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WikiHowError(f"{path}: not a readable CSV: {first}") from e
+
+
+def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
+    """Any layout as one row per step: title, section, heading, paragraph, category, url."""
+    cat = pl.col("category") if "category" in df.columns else pl.lit(None, pl.String)
+    url = pl.col("url") if "url" in df.columns else pl.lit(None, pl.String)
+    if layout == "steps":
+        # The paragraph repeats its heading as its first sentence; keep it once.
+        para = pl.col("paragraph").fill_null("")
+        head = pl.col("heading").fill_null("").str.strip_chars()
+        para = (
+            pl.when(para.str.starts_with(head) & (head != ""))
+            .then(para.str.slice(head.str.len_chars()))
+            .otherwise(para)
+        )
+        return df.select(
+            "title", section=pl.lit(None, pl.String), heading=head, paragraph=para,
+            category=cat, url=url,
+        )  # fmt: skip
+    if layout == "koupaee_sep":
+        return df.select(
+            "title", section=pl.col("sectionLabel").str.strip_chars(),
+            heading=pl.col("headline").str.strip_chars().str.strip_chars_end(","),
+            paragraph=pl.col("text"), category=cat, url=url,
+        )  # fmt: skip
+    # koupaee_all: pair the headline lines with the step bodies when their counts agree.
+    heads = (
+        pl.col("headline")
+        .fill_null("")
+        .str.strip_chars()
+        .str.split("\n")
+        .list.eval(pl.element().str.strip_chars().str.strip_chars_end(","))
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
+    bodies = (
+        pl.col("text")
+        .fill_null("")
+        .str.replace_all(r"\.?;\s*\n,\s*|\.,\s+", ".\x00")
+        .str.replace_all(r"\s*\n,\s*", "\x00")
+        .str.split("\x00")
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
+    art = df.with_row_index("_a").with_columns(_h=heads, _b=bodies, _category=cat, _url=url)
+    art = art.with_columns(
+        _h=pl.when(pl.col("_h").list.len() == pl.col("_b").list.len()).then("_h")
+    )
+    rows = art.select("_a", "title", "_h", "_b", "_category", "_url").explode("_b")
+    rows = rows.with_columns(_i=pl.int_range(pl.len()).over("_a"))
+    return rows.select(
+        "title",
+        section=pl.lit(None, pl.String),
+        heading=pl.col("_h").list.get(pl.col("_i"), null_on_oob=True),
+        paragraph=pl.col("_b"),
+        category=pl.col("_category"),
+        url=pl.col("_url"),
+    )
+
+
+@dataclass
+class WikiHowScan:
+    path: str
+    layout: str
+    funnel: dict[str, Any]
+    frame: pl.DataFrame  # one row per article: title, prompt, response, category, url, key
+
+    def report(self) -> dict[str, Any]:
+        return {"path": self.path, "layout": self.layout, "funnel": self.funnel}
+
+
+def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
+    """One article per row with its prompt and cleaned response; rejects counted by reason."""
+    df = _read_csv(path)
+    layout = detect_layout(df.columns)
+    if layout in ("unknown", "titles"):
+        raise WikiHowError(
+            f"{path}: line 1: header {df.columns} is not a wikiHow article layout "
+            "(want headline,title,text or overview,headline,text,sectionLabel,title "
+            "or title,heading,paragraph)"
+        )
+    df = df.rename({c: c.strip() for c in df.columns}).rename(
+        {c: c.lower() for c in ("Category", "URL", "Link") if c in df.columns}
+    )
+    if "link" in df.columns and "url" not in df.columns:
+        df = df.rename({"link": "url"})
+    steps = _steps(df, layout).with_row_index("_order")
+    dropped = {_norm_category(s) for s in settings.drop_sections}
+    is_dropped = pl.col("section").map_elements(
+        lambda s: _norm_category(s) in dropped, return_dtype=pl.Boolean
+    ).fill_null(False) | pl.col("heading").str.strip_chars_end(":").map_elements(
+        lambda s: _norm_category(s) in dropped, return_dtype=pl.Boolean
+    ).fill_null(False)
+    steps = steps.with_columns(_dropped=is_dropped)
+    steps_dropped = int(steps["_dropped"].sum())
+    kept = steps.filter(~pl.col("_dropped")).with_columns(
+        paragraph=_clean(pl.col("paragraph"), settings.rename_article),
+        heading=_clean(pl.col("heading"), settings.rename_article),
+    )
+    kept = kept.filter(pl.col("paragraph").str.len_chars() + pl.col("heading").str.len_chars() > 0)
+    # Number the steps within each section; a new section starts the count again.
+    kept = kept.with_columns(
+        _n=pl.int_range(1, pl.len() + 1).over("title", "section", order_by="_order")
+    )
+    step_text = pl.format(
+        "{}. {}",
+        pl.col("_n"),
+        pl.when(pl.col("heading").fill_null("") != "")
+        .then(pl.format("**{}** {}", "heading", "paragraph").str.strip_chars())
+        .otherwise("paragraph"),
+    )
+    sections = (
+        kept.with_columns(_step=step_text)
+        .group_by("title", "section", maintain_order=True)
+        .agg(
+            _body=pl.col("_step").str.join("\n"),
+            _first=pl.col("_order").min(),
+            category=pl.col("category").drop_nulls().first(),
+            url=pl.col("url").drop_nulls().first(),
+        )
+    )
+    n_sections = sections.group_by("title").len().rename({"len": "_k"})
+    sections = sections.join(n_sections, on="title", how="left").with_columns(
+        _body=pl.when((pl.col("_k") > 1) & pl.col("section").is_not_null())
+        .then(pl.format("### {}\n\n{}", "section", "_body"))
+        .otherwise("_body")
+    )
+    articles = (
+        sections.sort("_first")
+        .group_by("title", maintain_order=True)
+        .agg(
+            response=pl.col("_body").str.join("\n\n"),
+            category=pl.col("category").drop_nulls().first(),
+            url=pl.col("url").drop_nulls().first(),
+        )
+    )
+    all_titles = steps.select(pl.col("title").unique(maintain_order=True))
+    articles = all_titles.join(articles, on="title", how="left", maintain_order="left")
+    core = _prompt_core(pl.col("title"))
+    articles = articles.with_columns(
+        prompt=pl.format("{}?", core.str.strip_chars_end("?.!")), key=_title_key()
+    )
+    n = pl.col("response").fill_null("").str.len_chars()
+    reason = (
+        pl.when(~core.str.starts_with("How to "))
+        .then(pl.lit("title_not_how_to"))
+        .when(n == 0)
+        .then(pl.lit("empty_body"))
+        .when(n < settings.min_chars)
+        .then(pl.lit("too_short"))
+        .when((settings.max_chars > 0) & (n > settings.max_chars))
+        .then(pl.lit("too_long"))
+        .when(pl.col("key").is_duplicated() & (pl.int_range(pl.len()).over("key") > 0))
+        .then(pl.lit("duplicate_title"))
+    )
+    articles = articles.with_columns(_reason=reason)
+    rejected = dict(
+        articles.filter(pl.col("_reason").is_not_null())
+        .group_by("_reason")
+        .len()
+        .sort("_reason")
+        .rows()
+    )
+    good = articles.filter(pl.col("_reason").is_null()).drop("_reason")
+    funnel: dict[str, Any] = {
+        "rows_read": df.height,
+        "steps": steps.height,
+        "steps_in_dropped_sections": steps_dropped,
+        "articles": articles.height,
+        "rejected": rejected,
+        "kept": good.height,
+    }
+    return WikiHowScan(str(path), layout, funnel, good)
+
+
+def load_title_table(paths: list[Path]) -> pl.DataFrame:
+    """``Category, Title`` tables (any case) as key -> category rows."""
+    frames = []
+    for p in paths:
+        df = _read_csv(p)
+        cols = {c.lower(): c for c in df.columns}
+        if "category" not in cols or "title" not in cols:
+            raise WikiHowError(f"{p}: line 1: a title table needs Category and Title columns")
+        frames.append(df.select(title=pl.col(cols["title"]), category=pl.col(cols["category"])))
+    if not frames:
+        return pl.DataFrame(schema={"key": pl.String, "category": pl.String})
+    t = pl.concat(frames).with_columns(
+        title=pl.when(pl.col("title").str.to_lowercase().str.starts_with("how to"))
+        .then("title")
+        .otherwise(pl.format("How to {}", "title"))
+    )
+    return t.select(key=_title_key(), category="category").unique("key", keep="first")
+
+
+def _words(col: str) -> pl.Expr:
+    return (
+        pl.col(col)
+        .str.to_lowercase()
+        .str.extract_all(r"[a-z]+")
+        .list.eval(pl.element().filter(~pl.element().is_in(list(_STOPWORDS))))
+    )
+
+
+def train_classifier(titles: pl.DataFrame) -> pl.DataFrame:
+    """Multinomial naive Bayes over title words (Laplace smoothing): the table of
+    log P(word | class) for every vocabulary word and class, plus the priors."""
+    docs = titles.select("top", words=_words("key"))
+    counts = docs.explode("words").drop_nulls("words").group_by("top", "words").len()
+    vocab = counts.select("words").unique()
+    classes = docs.group_by("top").len().rename({"len": "docs"})
+    totals = counts.group_by("top").agg(total=pl.col("len").sum())
+    dense = (
+        vocab.join(classes.select("top"), how="cross")
+        .join(counts, on=["top", "words"], how="left")
+        .join(totals, on="top", how="left")
+        .with_columns(pl.col("len").fill_null(0), pl.col("total").fill_null(0))
+    )
+    v = vocab.height
+    return dense.select(
+        "top",
+        "words",
+        logp=((pl.col("len") + 1) / (pl.col("total") + v)).log(),
+    ).join(
+        classes.with_columns(prior=(pl.col("docs") / pl.col("docs").sum()).log()).select(
+            "top", "prior"
+        ),
+        on="top",
+    )
+
+
+def classify(articles: pl.DataFrame, model: pl.DataFrame) -> pl.DataFrame:
+    """The most likely class per ``key`` (ties to the first class by name); null where no
+    title word is in the vocabulary."""
+    words = articles.select("key", words=_words("key")).unique("key").explode("words")
+    scored = (
+        words.join(model, on="words", how="inner")
+        .group_by("key", "top")
+        .agg(score=pl.col("logp").sum() + pl.col("prior").first())
+        .sort("key", pl.col("score"), "top", descending=[False, True, False])
+        .group_by("key", maintain_order=True)
+        .first()
+    )
+    return scored.select("key", predicted="top")
+
+
+def categorize(
+    articles: pl.DataFrame, settings: WikiHowSettings, title_paths: list[Path]
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Add ``top`` (one of the 19) and ``category_source`` (input / title_table / classifier);
+    articles left without a category are returned with ``top`` null."""
+    cmap = load_category_map(Path(settings.category_map) if settings.category_map else None)
+    cmap_frame = pl.DataFrame(
+        {"_norm": list(cmap), "top": list(cmap.values())},
+        schema={"_norm": pl.String, "top": pl.String},
+    )
+
+    def to_top(frame: pl.DataFrame, col: str) -> pl.DataFrame:
+        norm = (
+            pl.col(col)
+            .str.to_lowercase()
+            .str.replace_all("-", " ")
+            .str.replace_all("&", "and")
+            .str.replace_all(r"\s+", " ")
+            .str.strip_chars()
+        )
+        return frame.with_columns(_norm=norm).join(cmap_frame, on="_norm", how="left").drop("_norm")
+
+    titles = to_top(load_title_table(title_paths), "category").drop_nulls("top")
+    a = to_top(articles, "category").with_columns(
+        category_source=pl.when(pl.col("top").is_not_null()).then(pl.lit("input"))
+    )
+    a = a.join(titles.select("key", _t="top"), on="key", how="left").with_columns(
+        category_source=pl.coalesce(
+            "category_source", pl.when(pl.col("_t").is_not_null()).then(pl.lit("title_table"))
+        ),
+        top=pl.coalesce("top", "_t"),
+    )
+    if titles.height:
+        model = train_classifier(titles)
+        pred = classify(a.filter(pl.col("top").is_null()), model)
+        a = a.join(pred, on="key", how="left").with_columns(
+            category_source=pl.coalesce(
+                "category_source",
+                pl.when(pl.col("predicted").is_not_null()).then(pl.lit("classifier")),
+            ),
+            top=pl.coalesce("top", "predicted"),
+        )
+        a = a.drop("predicted")
+    a = a.drop("_t")
+    sources = dict(a.group_by("category_source").len().drop_nulls().sort("category_source").rows())
+    return a, sources
+
+
+def to_examples(articles: pl.DataFrame) -> pl.DataFrame:
+    """Categorised articles as rows of the shared schema."""
+    out = articles.select(
+        id=pl.format("wikihow/{}", pl.col("key").str.replace_all(" ", "-")),
+        source=pl.lit("wikihow"),
+        domain="top",
+        group=pl.lit(None, pl.String),
+        conversations=pl.concat_list("prompt", "response"),
+        meta=pl.struct(
+            title="title",
+            url="url",
+            category=pl.col("category"),
+            category_source="category_source",
+        ),
+        license=pl.lit(LICENSE),
+    )
+    return schema.conform(out)
+
+
+def sample(candidates: pl.DataFrame, quota: int, seed: int) -> pl.DataFrame:
+    """The paper's draw: a category uniformly at random, then an article in it, until the
+    quota is met or the candidates run out. Deterministic for a seed."""
+    rng = random.Random(f"wikihow:{seed}")
+    pools: dict[str, list[int]] = {}
+    for i, d in enumerate(candidates.sort("id")["domain"].to_list()):
+        pools.setdefault(d, []).append(i)
+    chosen: list[int] = []
+    cats = sorted(pools)
+    while len(chosen) < quota and cats:
+        c = rng.choice(cats)
+        pool = pools[c]
+        chosen.append(pool.pop(rng.randrange(len(pool))))
+        if not pool:
+            cats.remove(c)
+    return candidates.sort("id")[chosen]
