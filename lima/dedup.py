@@ -122,7 +122,7 @@ def _clusters(f: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
         ra, rb = root(a), root(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
-        best.setdefault((a, b), (sim, kind))
+        best.setdefault((min(a, b), max(a, b)), (sim, kind))
     if not parent:
         return pl.DataFrame(
             schema={
