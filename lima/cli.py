@@ -291,7 +291,9 @@ def build(
             )
     typer.echo((out / "stats.md").read_text(encoding="utf-8"))
     written = ", ".join(
-        f"{name} ({info['rows']})" for name, info in result.manifest["outputs"].items()
+        f"{name} ({info['rows']})"
+        for name, info in result.manifest["outputs"].items()
+        if not name.startswith("candidates/")
     )
     err_console.print(
         f"[green]wrote[/green] {out}/: {written}; manifest.json, stats.md, README.md, "
