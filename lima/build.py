@@ -164,7 +164,6 @@ class Pools:
     sni: pl.DataFrame
     authored: pl.DataFrame
     dialogues: pl.DataFrame
-    funnel: dict[str, Any]
 
 
 def _paths(cfg: BuildConfig, labels: list[str], inputs: list[dict[str, Any]]) -> list[Path]:
@@ -178,11 +177,16 @@ def _paths(cfg: BuildConfig, labels: list[str], inputs: list[dict[str, Any]]) ->
     return out
 
 
+def _site_groups(cfg: BuildConfig) -> dict[str, str]:
+    se = cfg.stackexchange
+    return load_groups(cfg.resolve(se.sites_file) if se.sites_file else None, se.site_groups)
+
+
 def _stackexchange(
     cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]], filters: bool
 ) -> tuple[pl.DataFrame, list[SiteScan]]:
     se = cfg.stackexchange
-    groups = load_groups(cfg.resolve(se.sites_file) if se.sites_file else None, se.site_groups)
+    groups = _site_groups(cfg)
     name = "stackexchange" if filters else "stackexchange_unfiltered"
     run_cfg = cfg
     if not filters:
@@ -245,10 +249,7 @@ def _authored(
 
 def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     labels = cfg.dialogues.paths or cfg.stackexchange.paths
-    groups = load_groups(
-        cfg.resolve(cfg.stackexchange.sites_file) if cfg.stackexchange.sites_file else None,
-        cfg.stackexchange.site_groups,
-    )
+    groups = _site_groups(cfg)
     frames, reports = [], []
     for label in labels:
         path = cfg.resolve(label)
@@ -337,9 +338,7 @@ def gather(
         },
         "dialogues": dialogue_reports,
     }
-    pools = Pools(
-        se_rows, se_unfiltered, wh, wp_candidates, ask_candidates, sni.frame, auth, mined, funnel
-    )
+    pools = Pools(se_rows, se_unfiltered, wh, wp_candidates, ask_candidates, sni.frame, auth, mined)
     return pools, scans, funnel
 
 

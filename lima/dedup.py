@@ -30,19 +30,12 @@ def normalise(text: pl.Expr) -> pl.Expr:
 
 
 def _shingles(frame: pl.DataFrame, k: int) -> pl.DataFrame:
-    """(row, shingle hash) for every distinct word k-gram (whole text when shorter)."""
+    """(row, shingle hash) for every distinct word k-gram (the whole text when shorter)."""
     words = frame.select("_row", w=pl.col("_norm").str.split(" "))
-    grams = words.with_columns(
-        g=pl.when(pl.col("w").list.len() <= k)
-        .then(pl.concat_list(pl.col("w").list.join(" ")))
-        .otherwise(pl.int_ranges(0, pl.col("w").list.len() - k + 1).list.eval(pl.element()))
-    )
-    # Build the k-grams by slicing: explode the start positions, then join the words.
-    long = grams.filter(pl.col("w").list.len() > k).explode("g")
-    long = long.with_columns(g=pl.col("w").list.slice(pl.col("g").cast(pl.Int64), k).list.join(" "))
-    short = grams.filter(pl.col("w").list.len() <= k).explode("g")
-    both = pl.concat([long.select("_row", "g"), short.select("_row", "g")])
-    return both.select("_row", h=pl.col("g").hash(seed=7)).unique()
+    last = (pl.col("w").list.len().cast(pl.Int64) - k).clip(lower_bound=0)
+    starts = words.with_columns(start=pl.int_ranges(0, last + 1)).explode("start")
+    grams = starts.select("_row", g=pl.col("w").list.slice(pl.col("start"), k).list.join(" "))
+    return grams.select("_row", h=pl.col("g").hash(seed=7)).unique()
 
 
 def find(frame: pl.DataFrame, settings: DedupSettings | None = None) -> pl.DataFrame:

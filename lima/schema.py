@@ -40,7 +40,6 @@ META = pl.Struct(
         "category_source": pl.String,
         "file": pl.String,
         "line": pl.Int64,
-        "turns_edited": pl.Boolean,
     }
 )
 

@@ -131,7 +131,6 @@ def mine(
                     "question_url": f"{base}/questions/{p['question_id']}",
                     "author": p["answer_owner_name"] or f"user {p['answer_owner_id']}",
                     "author_url": f"{base}/users/{p['answer_owner_id']}",
-                    "turns_edited": False,
                 },
                 "license": p["answer_license"] or LICENSE,
             }
@@ -139,8 +138,7 @@ def mine(
     meta_schema = pl.Struct(
         {"question_id": pl.Int64, "answer_id": pl.Int64, "question_score": pl.Int64,
          "answer_score": pl.Int64, "title": pl.String, "url": pl.String,
-         "question_url": pl.String, "author": pl.String, "author_url": pl.String,
-         "turns_edited": pl.Boolean}
+         "question_url": pl.String, "author": pl.String, "author_url": pl.String}
     )  # fmt: skip
     frame = pl.DataFrame(rows, schema={**dict(schema.SCHEMA), "meta": meta_schema})
     frame = schema.conform(frame).sort(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -69,9 +68,28 @@ class WikiHowError(LimaError):
     pass
 
 
+def norm_name(name: pl.Expr) -> pl.Expr:
+    """A category or section name as compared: lowercase, '-' as space, '&' as 'and'."""
+    return (
+        name.str.to_lowercase()
+        .str.replace_all("-", " ", literal=True)
+        .str.replace_all("&", "and", literal=True)
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def _norm_names(names: list[str]) -> list[str]:
+    return (
+        pl.Series(names, dtype=pl.String)
+        .to_frame("n")
+        .select(norm_name(pl.col("n")))["n"]
+        .to_list()
+    )
+
+
 def _norm_category(name: str) -> str:
-    s = name.lower().replace("-", " ").replace("&", "and")
-    return re.sub(r"\s+", " ", s).strip()
+    return _norm_names([name])[0]
 
 
 def load_category_map(path: Path | None = None) -> dict[str, str]:
@@ -81,13 +99,14 @@ def load_category_map(path: Path | None = None) -> dict[str, str]:
         origin = "lima/data/wikihow_categories.csv"
     else:
         text, origin = path.read_text(encoding="utf-8"), str(path)
-    out: dict[str, str] = {}
+    names, tops = [], []
     for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
         top = (row.get("top_level") or "").strip()
         if top not in TOP_LEVEL:
             raise WikiHowError(f"{origin}: line {line}: {top!r} is not a top-level category")
-        out[_norm_category(row.get("category") or "")] = top
-    return out
+        names.append(row.get("category") or "")
+        tops.append(top)
+    return dict(zip(_norm_names(names), tops, strict=True))
 
 
 def _title_key() -> pl.Expr:
@@ -252,12 +271,10 @@ def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
     if "link" in df.columns and "url" not in df.columns:
         df = df.rename({"link": "url"})
     steps = _steps(df, layout).with_row_index("_order")
-    dropped = {_norm_category(s) for s in settings.drop_sections}
-    is_dropped = pl.col("section").map_elements(
-        lambda s: _norm_category(s) in dropped, return_dtype=pl.Boolean
-    ).fill_null(False) | pl.col("heading").str.strip_chars_end(":").map_elements(
-        lambda s: _norm_category(s) in dropped, return_dtype=pl.Boolean
-    ).fill_null(False)
+    dropped = _norm_names(settings.drop_sections)
+    is_dropped = norm_name(pl.col("section")).is_in(dropped).fill_null(False) | norm_name(
+        pl.col("heading").str.strip_chars_end(":")
+    ).is_in(dropped).fill_null(False)
     steps = steps.with_columns(_dropped=is_dropped)
     steps_dropped = int(steps["_dropped"].sum())
     kept = steps.filter(~pl.col("_dropped")).with_columns(
@@ -422,15 +439,11 @@ def categorize(
     )
 
     def to_top(frame: pl.DataFrame, col: str) -> pl.DataFrame:
-        norm = (
-            pl.col(col)
-            .str.to_lowercase()
-            .str.replace_all("-", " ")
-            .str.replace_all("&", "and")
-            .str.replace_all(r"\s+", " ")
-            .str.strip_chars()
+        return (
+            frame.with_columns(_norm=norm_name(pl.col(col)))
+            .join(cmap_frame, on="_norm", how="left")
+            .drop("_norm")
         )
-        return frame.with_columns(_norm=norm).join(cmap_frame, on="_norm", how="left").drop("_norm")
 
     titles = to_top(load_title_table(title_paths), "category").drop_nulls("top")
     a = to_top(articles, "category").with_columns(

@@ -13,7 +13,7 @@ use crate::error::{CoreError, Result};
 use crate::input::{self, Progress};
 use crate::lines::{self, Event};
 use crate::posts::{self, RowKind};
-use crate::scan::OnError;
+use crate::scan::{OnError, MAX_ERRORS_KEPT};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comment {
@@ -36,7 +36,6 @@ pub struct CommentFunnel {
     pub errors: Vec<String>,
 }
 
-const MAX_ERRORS_KEPT: usize = 20;
 
 /// Comments on `wanted` posts from a site `.7z`, a folder holding
 /// `Comments.xml`, or the file itself; sorted by (post, id).

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::error::{CoreError, Result};
 use crate::input::{self, Progress};
 use crate::lines::{self, Event};
-use crate::scan::OnError;
+use crate::scan::{OnError, MAX_ERRORS_KEPT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -168,7 +168,6 @@ struct Scanner<'o> {
     rows: Vec<RedditRow>,
 }
 
-const MAX_ERRORS_KEPT: usize = 20;
 
 impl Scanner<'_> {
     fn dropped(&mut self, reason: &'static str) -> std::result::Result<(), String> {

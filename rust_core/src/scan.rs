@@ -98,7 +98,8 @@ pub struct Funnel {
     pub errors: Vec<String>,
 }
 
-const MAX_ERRORS_KEPT: usize = 20;
+/// How many skipped errors a funnel lists (every one is counted).
+pub(crate) const MAX_ERRORS_KEPT: usize = 20;
 
 /// Scan a site dump: a `.7z` archive, a folder holding `Posts.xml`, or a
 /// `Posts.xml` (plain or zstd).
