@@ -36,7 +36,6 @@ pub struct CommentFunnel {
     pub errors: Vec<String>,
 }
 
-
 /// Comments on `wanted` posts from a site `.7z`, a folder holding
 /// `Comments.xml`, or the file itself; sorted by (post, id).
 pub fn scan_comments_path(

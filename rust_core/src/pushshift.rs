@@ -168,7 +168,6 @@ struct Scanner<'o> {
     rows: Vec<RedditRow>,
 }
 
-
 impl Scanner<'_> {
     fn dropped(&mut self, reason: &'static str) -> std::result::Result<(), String> {
         *self.funnel.dropped.entry(reason).or_insert(0) += 1;
