@@ -54,6 +54,8 @@ fmt: $(NATIVE) ## Format Rust and Python sources
 
 bench: $(NATIVE) ## Throughput benchmarks (builds a >=1 GB Posts.xml under bench-data/)
 	$(PY) benches/bench_stackexchange.py
+	$(PY) benches/bench_dedup.py --n 13050
+	$(PY) benches/eval_wikihow_classifier.py
 
 wheel: $(BOOT) ## Build a release wheel into dist/
 	$(VENV)/bin/maturin build --release -o dist

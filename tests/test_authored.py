@@ -62,6 +62,13 @@ def test_every_problem_is_reported_with_file_and_line(tmp_path: Path) -> None:
         assert f"mine.txt:{where}: " in problems and what in problems, (where, what, problems)
 
 
+def test_non_utf8_file_names_the_byte(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.txt"
+    p.write_bytes("@@ example train x\n@@ user\ncaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(authored.AuthoredFormatError, match=r"latin1\.txt: byte 30: not UTF-8"):
+        authored.parse([p])
+
+
 def test_escaped_directive_and_markdown_survive(tmp_path: Path) -> None:
     p = write(
         tmp_path,

@@ -35,6 +35,14 @@ def test_exact_and_near_duplicates_keep_the_lowest_rank() -> None:
     assert "c" not in set(dedup.find(frame, strict)["id"])
 
 
+def test_prompts_shorter_than_a_shingle_are_compared_whole() -> None:
+    frame = pl.DataFrame(
+        {"id": ["a", "b", "c"], "text": ["Hello there", "hello, there!", "Hi"], "rank": [0, 1, 2]}
+    )
+    got = dedup.find(frame)
+    assert got["id"].to_list() == ["b"] and got["kept_id"].to_list() == ["a"]
+
+
 def test_no_test_prompt_reaches_train(tmp_path: Path) -> None:
     """An authored test prompt equal to a Stack Exchange training prompt: the training
     example is dropped under overlaps_test_or_dev, and the quota refilled."""

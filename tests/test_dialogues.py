@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from conftest import BEER_7Z, QC
 
@@ -44,10 +47,24 @@ def test_mined_chains_account_for_every_top_answer(path: object) -> None:
 
 
 def test_comment_scan_counts_real_rows() -> None:
-    batches, funnel = _core.scan_comments(QC, [71, 72])
+    batches, funnel = _core.scan_comments(QC, [3, 7])
     assert funnel["rows_read"] == 3413 and funnel["malformed_rows"] == 0
     import polars as pl
 
     frame = pl.DataFrame(batches)
-    assert set(frame["post_id"]) <= {71, 72} and len(frame) == funnel["kept"]
-    assert frame["comment_id"].is_sorted() or frame.sort("post_id", "comment_id").equals(frame)
+    assert set(frame["post_id"]) == {3, 7} and len(frame) == funnel["kept"]
+    assert frame.height > 0 and frame.equals(frame.sort("post_id", "comment_id"))
+
+
+def test_truncated_comments_name_the_file_or_are_counted(tmp_path: Path) -> None:
+    site = tmp_path / "quantumcomputing.stackexchange.com"
+    site.mkdir()
+    shutil.copy(QC / "Posts.xml", site / "Posts.xml")
+    data = (QC / "Comments.xml").read_bytes()
+    (site / "Comments.xml").write_bytes(data[: len(data) // 2])
+    with pytest.raises(_core.DumpFormatError, match=r"Comments\.xml: byte \d+"):
+        dialogues.mine(site, show_progress=False)
+    scan = dialogues.mine(site, on_error="skip", show_progress=False)
+    com = scan.funnel["comments"]
+    assert com["truncated"] and com["malformed_rows"] == 1 and com["errors"]
+    assert com["rows_read"] == com["kept"] + com["other_posts"] + com["malformed_rows"]

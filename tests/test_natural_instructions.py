@@ -56,6 +56,9 @@ def test_broken_task_file_names_line_and_column(tmp_path: Path) -> None:
     bad.write_text(text[:5000] + "}" + text[5000:])
     with pytest.raises(ni.TaskFileError, match=r"task1_bad\.json: line \d+, column \d+ \(byte "):
         ni.scan([bad], ni.NaturalInstructionsSettings(), 0)
+    bad.write_bytes(E2E.read_bytes()[:20000])  # truncated
+    with pytest.raises(ni.TaskFileError, match=r"task1_bad\.json: line \d+, column \d+"):
+        ni.scan([bad], ni.NaturalInstructionsSettings(), 0)
     bad.write_text("[1, 2]")
     with pytest.raises(ni.TaskFileError, match="not a task file"):
         ni.scan([bad], ni.NaturalInstructionsSettings(), 0)
