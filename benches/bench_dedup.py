@@ -67,8 +67,14 @@ def main() -> None:
     print(f"speed ratio (baseline time / lima time): {base_s / lima_s:.1f}x")
     print(f"dropped: lima {len(got)}, baseline {len(base_dropped)}; recall {recall:.3f}")
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"n": len(texts), "lima_s": lima_s, "baseline_s": base_s,
-                                    "ratio": base_s / lima_s, "recall": recall}, indent=2))  # fmt: skip
+    report = {
+        "n": len(texts),
+        "lima_s": lima_s,
+        "baseline_s": base_s,
+        "ratio": base_s / lima_s,
+        "recall": recall,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
