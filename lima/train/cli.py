@@ -1,0 +1,147 @@
+"""``lima-train``: fine-tune with the paper's recipe.
+
+    lima-train --config training/recipes/NAME.yaml [key=value ...]
+    lima-train estimate --config training/recipes/NAME.yaml [key=value ...]
+    lima-train check training/recipes/*.yaml
+
+The first form trains; run it as is for one process, or under ``torchrun``, ``deepspeed`` or
+``accelerate launch`` (``-m lima.train``) for many ranks and nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lima.errors import LimaError
+from lima.train.recipe import load_recipe
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+_OVERRIDES_HELP = "key=value pairs that override the recipe's keys (dotted for nested ones)"
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="a recipe YAML file")]
+Overrides = Annotated[list[str] | None, typer.Argument(help=_OVERRIDES_HELP, show_default=False)]
+
+
+def _fail(e: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {e}")
+    raise typer.Exit(2)
+
+
+train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@train_app.command(help=__doc__)
+def train(config: ConfigOpt, overrides: Overrides = None) -> None:
+    try:
+        recipe = load_recipe(config, overrides)
+        from lima.train.run import run
+
+        summary = run(recipe)
+    except (LimaError, FileNotFoundError) as e:
+        _fail(e)
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        t = Table(title=f"lima-train: {recipe.name}", show_header=False)
+        for key, value in summary.items():
+            t.add_row(key, json.dumps(value) if isinstance(value, list | dict) else str(value))
+        console.print(t)
+        console.print(
+            f"checkpoints in {recipe.output_dir}/epoch-K; pick one on "
+            f"{recipe.output_dir}/dev_generations.html"
+        )
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+tools_app = typer.Typer(
+    help="Inspect recipes before launching.", add_completion=False, pretty_exceptions_enable=False
+)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+@tools_app.command("estimate")
+def estimate_cmd(config: ConfigOpt, overrides: Overrides = None) -> None:
+    """Memory per rank for the recipe's model and topology (DeepSpeed's ZeRO-3 estimator)."""
+    try:
+        recipe = load_recipe(config, overrides)
+        from lima.train.estimate import estimate
+
+        est = estimate(recipe)
+    except (LimaError, OSError) as e:
+        _fail(e)
+    t = Table(title=f"{recipe.name}: {est.nodes} node(s) × {est.gpus_per_node} GPU(s), ZeRO-3")
+    t.add_column("")
+    t.add_column("per rank / node", justify="right")
+    t.add_row("parameters", f"{est.parameters:,}")
+    t.add_row("largest layer", f"{est.largest_layer:,}")
+    t.add_row("offload optimizer / params", f"{est.offload_optimizer} / {est.offload_params}")
+    t.add_row("GPU memory per rank, model states", _gib(est.gpu_bytes_per_rank))
+    t.add_row(
+        f"GPU memory per rank, activations (micro-batch {recipe.micro_batch_size} × "
+        f"{recipe.max_length})",
+        _gib(est.activation_bytes_per_rank),
+    )
+    t.add_row(
+        "[bold]GPU memory per rank, total[/bold]",
+        _gib(est.gpu_bytes_per_rank + est.activation_bytes_per_rank),
+    )
+    t.add_row("[bold]host memory per node[/bold]", _gib(est.host_bytes_per_node))
+    console.print(t)
+    console.print(
+        "Model states from deepspeed.runtime.zero.stage3.estimate_zero3_model_states_mem_needs "
+        "(buffer factor 1.5); activations are a rough bound with gradient checkpointing."
+    )
+
+
+@tools_app.command("check")
+def check_cmd(recipes: Annotated[list[Path], typer.Argument(help="recipe files")]) -> None:
+    """Validate recipes and their DeepSpeed configs, and the batch arithmetic for the topology
+    each declares; exits 2 on the first problem."""
+    for path in recipes:
+        try:
+            recipe = load_recipe(path)
+            recipe.deepspeed_config()
+            world = recipe.nodes * recipe.gpus_per_node
+            accumulation = recipe.gradient_accumulation(world)
+        except LimaError as e:
+            _fail(e)
+        console.print(
+            f"ok {path}: {world} rank(s) × micro-batch {recipe.micro_batch_size} × "
+            f"accumulation {accumulation} = {recipe.global_batch_size}"
+        )
+
+
+_LOCAL_RANK = re.compile(r"^--local[-_]rank(=\d+)?$")
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    # The deepspeed launcher passes --local_rank; the rank also comes in LOCAL_RANK.
+    cleaned: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        m = _LOCAL_RANK.match(arg)
+        if m:
+            skip = m.group(1) is None
+            continue
+        cleaned.append(arg)
+    if cleaned and cleaned[0] in ("estimate", "check"):
+        tools_app(cleaned, prog_name="lima-train")
+    else:
+        train_app(cleaned, prog_name="lima-train")

@@ -1,0 +1,234 @@
+"""Sampling as in the paper, and the per-epoch dev generations that the checkpoint is picked by.
+
+transformers' own repetition penalty also punishes the prompt's tokens; the paper applies it to
+the generated tokens only, so that is written here as a logits processor.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from lima.train.data import prompt_ids
+from lima.train.recipe import Generation
+
+
+class GeneratedTokensRepetitionPenalty(LogitsProcessor):
+    """CTRL's repetition penalty over the tokens generated after ``prompt_width``."""
+
+    def __init__(self, penalty: float, prompt_width: int) -> None:
+        if penalty < 1:
+            raise ValueError("repetition penalty must be >= 1")
+        self.penalty = penalty
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_width :]
+        if generated.shape[1] == 0 or self.penalty == 1:
+            return scores
+        picked = torch.gather(scores, 1, generated)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        return scores.scatter(1, generated, picked)  # type: ignore[return-value]
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def sample(
+    model: Any,
+    batch: list[list[int]],
+    *,
+    gen: Generation,
+    eot_id: int,
+    pad_id: int,
+    seed: int,
+    synced: bool = False,
+) -> list[list[int]]:
+    """Left-pads ``batch`` and samples a continuation of each row, up to and including EOT."""
+    width = max(len(p) for p in batch)
+    device = next(model.parameters()).device
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(batch):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    processors = LogitsProcessorList(
+        [GeneratedTokensRepetitionPenalty(gen.repetition_penalty, width)]
+    )
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=True,
+            top_p=gen.top_p,
+            top_k=0,
+            temperature=gen.temperature,
+            repetition_penalty=1.0,
+            logits_processor=processors,
+            max_new_tokens=gen.max_new_tokens,
+            eos_token_id=eot_id,
+            pad_token_id=pad_id,
+            use_cache=True,
+            synced_gpus=synced,
+        )
+    rows = []
+    for row in out[:, width:].tolist():
+        if eot_id in row:
+            row = row[: row.index(eot_id) + 1]
+        else:
+            while row and row[-1] == pad_id:
+                row.pop()
+        rows.append(row)
+    return rows
+
+
+def dev_generations(
+    model: Any,
+    tok: Any,
+    prompts: list[tuple[str, list[str]]],
+    *,
+    gen: Generation,
+    eot_id: int,
+    pad_id: int,
+    seed: int,
+    epoch: int,
+    synced: bool,
+) -> list[dict[str, Any]] | None:
+    """Generates every dev prompt, sharded over the ranks in lock-step (ZeRO-3 needs every rank
+    in every forward pass). Returns the rows on rank 0, ``None`` elsewhere."""
+    rank, world = _dist()
+    mine = list(range(rank, len(prompts), world))
+    per_rank = -(-len(prompts) // world)
+    n_batches = -(-per_rank // gen.batch_size)
+    was_training = model.training
+    model.eval()
+    results: list[tuple[int, list[int]]] = []
+    try:
+        for b in range(n_batches):
+            idx = mine[b * gen.batch_size : (b + 1) * gen.batch_size]
+            # A rank with fewer prompts repeats its last one (or the first prompt) so every rank
+            # runs the same number of forward passes; the extra results are dropped.
+            filler = idx[-1:] or [0]
+            padded = idx + filler * (min(gen.batch_size, per_rank) - len(idx))
+            encoded = [prompt_ids(tok, prompts[i][1], eot_id=eot_id, bos_id=tok.bos_token_id)
+                       for i in padded]  # fmt: skip
+            outs = sample(
+                model,
+                encoded,
+                gen=gen,
+                eot_id=eot_id,
+                pad_id=pad_id,
+                seed=seed + 1_000_003 * epoch + 7919 * (b * world + rank),
+                synced=synced,
+            )
+            results += list(zip(idx, outs[: len(idx)], strict=True))
+    finally:
+        model.train(was_training)
+    gathered: list[Any] = [results]
+    if world > 1:
+        gathered = [None] * world if rank == 0 else []
+        torch.distributed.gather_object(results, gathered if rank == 0 else None, dst=0)
+    if rank != 0:
+        return None
+    rows = []
+    for i, out in sorted(pair for part in gathered for pair in part):
+        pid, turns = prompts[i]
+        stopped = bool(out) and out[-1] == eot_id
+        text = tok.decode(out[:-1] if stopped else out, skip_special_tokens=False)
+        rows.append({
+            "id": pid,
+            "epoch": epoch,
+            "prompt": turns[-1] if len(turns) % 2 == 1 else turns[-2],
+            "generation": text,
+            "stopped_at_eot": stopped,
+            "new_tokens": len(out),
+        })  # fmt: skip
+    return rows
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+_EPOCH_FILE = re.compile(r"epoch-(\d+)\.jsonl$")
+
+
+def side_by_side(gen_dir: Path, out: Path) -> None:
+    """An HTML page with one row per dev prompt and one column per epoch; a person ticks the
+    answers they prefer and the page tallies the ticks per epoch."""
+    epochs: dict[int, dict[str, dict[str, Any]]] = {}
+    for f in gen_dir.glob("epoch-*.jsonl"):
+        m = _EPOCH_FILE.search(f.name)
+        if m:
+            with f.open(encoding="utf-8") as fh:
+                epochs[int(m.group(1))] = {r["id"]: r for r in map(json.loads, fh)}
+    order = sorted(epochs)
+    ids: list[str] = []
+    prompts: dict[str, str] = {}
+    for k in order:
+        for rid, r in epochs[k].items():
+            if rid not in prompts:
+                ids.append(rid)
+                prompts[rid] = r["prompt"]
+    head = "".join(f"<th>epoch {k}<br><span class=tally data-epoch={k}>0</span> picked</th>"
+                   for k in order)  # fmt: skip
+    body = []
+    for rid in ids:
+        cells = []
+        for k in order:
+            r = epochs[k].get(rid)
+            if r is None:
+                cells.append("<td class=missing>—</td>")
+                continue
+            stop = "stopped at EOT" if r["stopped_at_eot"] else "hit max_new_tokens"
+            cells.append(
+                f"<td><label><input type=radio name='{html.escape(rid)}' data-epoch={k}> "
+                f"prefer</label> <small>{r['new_tokens']} tokens, {stop}</small>"
+                f"<pre>{html.escape(r['generation'])}</pre></td>"
+            )
+        body.append(
+            f"<tr><th class=prompt><small>{html.escape(rid)}</small>"
+            f"<pre>{html.escape(prompts[rid])}</pre></th>{''.join(cells)}</tr>"
+        )
+    page = f"""<!doctype html>
+<html lang=en><meta charset=utf-8><title>dev generations by epoch</title>
+<style>
+body{{font:14px system-ui,sans-serif;margin:1em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;vertical-align:top;padding:.4em;max-width:40em}}
+pre{{white-space:pre-wrap;font:13px ui-monospace,monospace;margin:.3em 0}}
+th.prompt{{text-align:left;background:#f6f6f6}} .tally{{font-size:1.3em}}
+</style>
+<h1>Dev-set generations, one column per kept epoch</h1>
+<p>Pick the better answer in each row; the header counts the picks per epoch. The paper chose
+its checkpoint by hand between epochs 5 and 10 this way. Picks live only in this page.</p>
+<table><tr><th>prompt</th>{head}</tr>
+{chr(10).join(body)}
+</table>
+<script>
+function tally(){{
+  const n={{}};
+  document.querySelectorAll('input[type=radio]:checked').forEach(r=>{{
+    n[r.dataset.epoch]=(n[r.dataset.epoch]||0)+1;}});
+  document.querySelectorAll('.tally').forEach(t=>{{t.textContent=n[t.dataset.epoch]||0;}});
+}}
+document.addEventListener('change',tally);
+</script>
+</html>
+"""
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
