@@ -9,7 +9,8 @@ RUST_SRC := $(shell find rust_core/src -name '*.rs') rust_core/Cargo.toml Cargo.
 DEMO_OUT ?= out/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-rust test-python lint fmt bench wheel clean
+TRAIN_OUT ?= runs/tiny-cpu
+.PHONY: help install demo train-demo test test-rust test-python lint fmt bench wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,16 +21,22 @@ $(BOOT):
 	touch $@
 
 # Builds the native module in release mode and installs lima (editable) with
-# its dependencies and the dev tools into .venv.
+# its dependencies, the dev tools and the training extra (torch, transformers,
+# DeepSpeed) into .venv. `lima-data` itself never imports torch.
 $(NATIVE): $(BOOT) $(RUST_SRC)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
-		$(VENV)/bin/maturin develop --release --extras dev -q
+		$(VENV)/bin/maturin develop --release --extras dev,train -q
 	touch $@
 
 install: $(NATIVE) ## Create .venv, build the Rust core, install lima and dev tools
 
 demo: $(NATIVE) ## Build the dataset from the bundled sample dumps into out/demo
 	$(VENV)/bin/lima-data build --out $(DEMO_OUT)
+
+train-demo: demo ## Fine-tune a random tiny LLaMA on the demo set: two CPU ranks, ZeRO-3, the paper's recipe
+	DS_ACCELERATOR=cpu OMP_NUM_THREADS=1 $(PY) -m torch.distributed.run --standalone --nproc_per_node 2 \
+		-m lima.train --config training/recipes/tiny-cpu.yaml train_file=$(DEMO_OUT)/train.jsonl \
+		dev_file=$(DEMO_OUT)/dev.jsonl output_dir=$(TRAIN_OUT)
 
 test-rust: ## Rust unit tests (no Python needed)
 	cargo test --workspace --quiet
@@ -61,4 +68,4 @@ wheel: $(BOOT) ## Build a release wheel into dist/
 	$(VENV)/bin/maturin build --release -o dist
 
 clean: ## Remove build outputs and the venv
-	rm -rf target dist $(VENV) $(NATIVE) out bench-data
+	rm -rf target dist $(VENV) $(NATIVE) out runs bench-data

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,14 @@ def beer_posts_xml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with py7zr.SevenZipFile(BEER_7Z) as z:
         z.extract(path=d, targets=["Posts.xml"])
     return d / "Posts.xml"
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`make demo`'s dataset, built once per test session."""
+    from lima import build, config
+
+    return build.run(config.sample_config(), tmp_path_factory.mktemp("demo") / "out")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

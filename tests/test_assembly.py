@@ -15,11 +15,6 @@ from lima import build, config, export
 GOLDEN = ROOT / "tests" / "golden" / "demo_stats.md"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> build.BuildResult:
-    return build.run(config.sample_config(), tmp_path_factory.mktemp("demo") / "out")
-
-
 def test_demo_table1_is_golden(demo: build.BuildResult) -> None:
     assert (demo.out / "stats.md").read_text() == GOLDEN.read_text()
 

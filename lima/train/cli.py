@@ -107,14 +107,24 @@ def estimate_cmd(config: ConfigOpt, overrides: Overrides = None) -> None:
 
 
 @tools_app.command("check")
-def check_cmd(recipes: Annotated[list[Path], typer.Argument(help="recipe files")]) -> None:
+def check_cmd(
+    recipes: Annotated[list[Path], typer.Argument(help="recipe files")],
+    world_size: Annotated[
+        int | None,
+        typer.Option(help="ranks to check the batch for (default: the recipe's nodes × GPUs)"),
+    ] = None,
+) -> None:
     """Validate recipes and their DeepSpeed configs, and the batch arithmetic for the topology
-    each declares; exits 2 on the first problem."""
+    each declares (or --world-size); exits 2 on the first problem."""
     for path in recipes:
         try:
             recipe = load_recipe(path)
-            recipe.deepspeed_config()
-            world = recipe.nodes * recipe.gpus_per_node
+            ds = recipe.deepspeed_config()
+            if ds is not None:
+                from lima.train.estimate import validate_deepspeed
+
+                validate_deepspeed(ds, str(recipe.deepspeed))
+            world = world_size or recipe.nodes * recipe.gpus_per_node
             accumulation = recipe.gradient_accumulation(world)
         except LimaError as e:
             _fail(e)

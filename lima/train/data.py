@@ -57,7 +57,7 @@ def read_conversations(path: Path) -> list[tuple[str, list[str]]]:
                 or not all(isinstance(t, str) for t in turns)
             ):
                 raise ConfigError(
-                    f"{path}:{lineno}: \"conversations\" must be a non-empty list of strings"
+                    f'{path}:{lineno}: "conversations" must be a non-empty list of strings'
                 )
             rows.append((str(row.get("id", f"line-{lineno}")), turns))
     if not rows:

@@ -23,6 +23,25 @@ class Estimate:
     activation_bytes_per_rank: float
 
 
+def validate_deepspeed(config: dict[str, Any], source: str) -> None:
+    """Checks the ``zero_optimization`` block against DeepSpeed's own schema ("auto" values,
+    which transformers fills in from the recipe, stand in as 1)."""
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+    from pydantic import ValidationError
+
+    from lima.errors import ConfigError
+
+    zero = {k: (1 if v == "auto" else v) for k, v in config.get("zero_optimization", {}).items()}
+    try:
+        DeepSpeedZeroConfig(**zero)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"zero_optimization.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
 def model_config(recipe: Recipe) -> Any:
     from transformers import AutoConfig, LlamaConfig
 
@@ -41,7 +60,7 @@ def model_config(recipe: Recipe) -> Any:
         )
     if recipe.architecture is not None:
         return AutoConfig.from_pretrained(recipe.architecture)
-    return AutoConfig.from_pretrained(recipe.model_name_or_path)
+    return AutoConfig.from_pretrained(str(recipe.model_name_or_path))
 
 
 def count_parameters(config: Any) -> tuple[int, int]:
@@ -52,9 +71,7 @@ def count_parameters(config: Any) -> tuple[int, int]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     total = sum(p.numel() for p in model.parameters())
-    largest = max(
-        sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules()
-    )
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
     return total, largest
 
 

@@ -190,10 +190,11 @@ def side_by_side(gen_dir: Path, out: Path) -> None:
     for rid in ids:
         cells = []
         for k in order:
-            r = epochs[k].get(rid)
-            if r is None:
+            cell = epochs[k].get(rid)
+            if cell is None:
                 cells.append("<td class=missing>—</td>")
                 continue
+            r = cell
             stop = "stopped at EOT" if r["stopped_at_eot"] else "hit max_new_tokens"
             cells.append(
                 f"<td><label><input type=radio name='{html.escape(rid)}' data-epoch={k}> "

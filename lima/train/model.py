@@ -84,7 +84,7 @@ class ResidualDropout(nn.Module):
 
 
 def _apply_residual_dropout(module: nn.Module, _args: Any, output: Any) -> Any:
-    drop = module.residual_dropout
+    drop: ResidualDropout = module.residual_dropout  # type: ignore[assignment]
     if isinstance(output, tuple):
         return (drop(output[0]), *output[1:])
     return drop(output)

@@ -143,7 +143,7 @@ def _parse_value(raw: str) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
     """``key=value`` pairs onto the recipe's mapping; values are read as YAML scalars/lists."""
-    out = json.loads(json.dumps(data, default=str))
+    out: dict[str, Any] = json.loads(json.dumps(data, default=str))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -196,7 +196,7 @@ def load_deepspeed_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such DeepSpeed config") from None
     try:
-        config = json.loads(text)
+        config: Any = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     if not isinstance(config, dict):
@@ -204,7 +204,7 @@ def load_deepspeed_config(path: Path) -> dict[str, Any]:
     for key in _AUTO_KEYS:
         if config.get(key, "auto") != "auto":
             raise ConfigError(
-                f"{path}: {key} must be \"auto\"; the recipe's global_batch_size and "
+                f'{path}: {key} must be "auto"; the recipe\'s global_batch_size and '
                 "micro_batch_size set it"
             )
     zero = config.get("zero_optimization", {})
@@ -215,7 +215,7 @@ def load_deepspeed_config(path: Path) -> dict[str, Any]:
         )
     if "scheduler" in config:
         raise ConfigError(
-            f"{path}: remove \"scheduler\"; lima sets the paper's linear "
+            f'{path}: remove "scheduler"; lima sets the paper\'s linear '
             "learning_rate → final_learning_rate schedule itself"
         )
     return config

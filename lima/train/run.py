@@ -78,7 +78,7 @@ def build_trainer_class() -> Any:
 
     from lima.train.schedule import LimaLinearLR
 
-    class LimaTrainer(Trainer):  # type: ignore[misc]
+    class LimaTrainer(Trainer):
         """Trainer with the paper's schedule and throughput accounting."""
 
         lima_final_lr: float = 0.0
@@ -87,7 +87,7 @@ def build_trainer_class() -> Any:
 
         def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
             if self.lr_scheduler is None:
-                self.lr_scheduler = LimaLinearLR(
+                self.lr_scheduler = LimaLinearLR(  # type: ignore[assignment]
                     optimizer or self.optimizer, num_training_steps, self.lima_final_lr
                 )
                 self._created_lr_scheduler = True
@@ -142,7 +142,7 @@ def _mark_first_step(trainer: Any) -> None:
 def build_callbacks(ctx: RunContext) -> list[Any]:
     from transformers import TrainerCallback
 
-    class Callbacks(TrainerCallback):  # type: ignore[misc]
+    class Callbacks(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             _mark_first_step(ctx.trainer)
             if 0 in ctx.recipe.keep_epochs and state.global_step == 0:
@@ -239,7 +239,6 @@ class RunContext:
         import numpy as np
         import torch
         from transformers import AutoModelForCausalLM
-
         from transformers.integrations import deepspeed as hf_ds
 
         # Load as a user would, outside ZeRO-3's partitioned loading that training switched on.
@@ -279,6 +278,8 @@ def run(recipe: Recipe) -> dict[str, Any]:
         set_eot,
     )
 
+    # The training bar stays; the per-save "Loading weights"/"Writing model shards" bars go.
+    transformers.utils.logging.disable_progress_bar()
     transformers.set_seed(recipe.seed)
     out = recipe.output_dir
     accumulation = recipe.gradient_accumulation(world)
@@ -299,7 +300,9 @@ def run(recipe: Recipe) -> dict[str, Any]:
 
     tok = AutoTokenizer.from_pretrained(model_path)
     old_vocab = add_special_tokens(tok, recipe.eot_token, recipe.pad_token)
-    eot_id = tok.convert_tokens_to_ids(recipe.eot_token)
+    eot_id: int = tok.convert_tokens_to_ids(recipe.eot_token)  # type: ignore[assignment]
+    # lima trims to max_length itself; silence the tokenizer's warning about long texts.
+    model_max_length, tok.model_max_length = tok.model_max_length, 10**9
     encoding = encode_all(
         tok,
         rows,
@@ -309,6 +312,7 @@ def run(recipe: Recipe) -> dict[str, Any]:
         loss_on=recipe.loss_on,
         min_supervised=recipe.min_supervised_tokens,
     )
+    tok.model_max_length = model_max_length
     dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoding.examples]
 
     cuda = torch.cuda.is_available()
@@ -380,8 +384,8 @@ def run(recipe: Recipe) -> dict[str, Any]:
         callbacks=build_callbacks(ctx),
     )
     n_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
-    n_embed = model.get_input_embeddings().weight
-    n_embed_params = n_embed.ds_numel if hasattr(n_embed, "ds_numel") else n_embed.numel()
+    embed: Any = model.get_input_embeddings().weight
+    n_embed_params = int(embed.ds_numel if hasattr(embed, "ds_numel") else embed.numel())
     trainer.lima_final_lr = recipe.final_learning_rate
     trainer.lima_flops = (model.config, n_params - n_embed_params)
     trainer.lima_peak = peak_flops(recipe)
@@ -392,6 +396,11 @@ def run(recipe: Recipe) -> dict[str, Any]:
     summary = {
         "recipe": recipe.name,
         "world_size": world,
+        "deepspeed_zero_stage": (
+            args.hf_deepspeed_config.config["zero_optimization"]["stage"]
+            if args.deepspeed
+            else None
+        ),
         "gradient_accumulation_steps": accumulation,
         "global_batch_size": recipe.global_batch_size,
         "optimizer_steps": trainer.state.global_step,

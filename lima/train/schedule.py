@@ -28,8 +28,8 @@ class LimaLinearLR(LRScheduler):
         self.final_lr = final_lr
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Any]:
         return [
-            linear_lr(self.last_epoch, self.total_steps, base, self.final_lr)
+            linear_lr(self.last_epoch, self.total_steps, float(base), self.final_lr)
             for base in self.base_lrs
         ]
