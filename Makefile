@@ -10,7 +10,7 @@ DEMO_OUT ?= out/demo
 
 .DEFAULT_GOAL := help
 TRAIN_OUT ?= runs/tiny-cpu
-.PHONY: help install demo train-demo test test-rust test-python lint fmt bench wheel clean
+.PHONY: help install demo train-demo test test-rust test-python lint fmt bench bench-gpu wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: $(NATIVE) ## Throughput benchmarks (builds a >=1 GB Posts.xml under bench
 	$(PY) benches/bench_stackexchange.py
 	$(PY) benches/bench_dedup.py --n 13050
 	$(PY) benches/eval_wikihow_classifier.py
+
+bench-gpu: $(NATIVE) ## Training tokens/s and MFU of a random 1B LLaMA, ZeRO-3 bf16, seq 2048 (needs a GPU and `make demo`)
+	$(PY) benches/bench_train.py --size 1b
 
 wheel: $(BOOT) ## Build a release wheel into dist/
 	$(VENV)/bin/maturin build --release -o dist

@@ -158,6 +158,17 @@ def test_saved_model_reloads_without_deepspeed_with_the_same_logits(run: Path) -
     assert all(c["max_abs_logit_diff"] < 1e-5 for c in checks)
 
 
+def test_new_token_rows_start_at_the_mean_under_zero3(run: Path) -> None:
+    """epoch-0 is the model after the EOT/pad rows were added on ZeRO-3 shards, before a step."""
+    base, start = _weights(run / "base-model"), _weights(run / "epoch-0")
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        old = base[name].shape[0]
+        assert start[name].shape[0] == old + 2
+        assert torch.equal(start[name][:old], base[name])
+        mean = base[name].mean(0)
+        torch.testing.assert_close(start[name][old:], mean.expand(2, -1), rtol=0, atol=1e-7)
+
+
 def test_eot_is_the_models_end_of_sequence(run: Path) -> None:
     cfg = json.loads((run / "epoch-4" / "config.json").read_text())
     gen = json.loads((run / "epoch-4" / "generation_config.json").read_text())
