@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ BEER_7Z = SAMPLES / "beer.stackexchange.com.7z"
 QC = SAMPLES / "quantumcomputing.stackexchange.com"
 COFFEE = SAMPLES / "coffee.stackexchange.com"
 ALCOHOL_META = DATA / "alcohol.meta.stackexchange.com"
+
+TINY = ROOT / "training" / "recipes" / "tiny-cpu.yaml"
 
 sys.path.insert(0, str(ROOT / "benches"))
 
@@ -43,3 +46,48 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lima.cli", *args], capture_output=True, text=True, check=False
     )
+
+
+def _train_env() -> dict[str, str]:
+    return {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
+
+def launch_training(args: list[str], ranks: int, log: Path) -> None:
+    if ranks > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={ranks}", "-m", "lima.train"]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "lima.train"]
+    with log.open("w") as fh:
+        done = subprocess.run(
+            [*cmd, "--config", str(TINY), *args],
+            cwd=ROOT, env=_train_env(), stdout=fh, stderr=subprocess.STDOUT, check=False,
+            timeout=900,
+        )  # fmt: skip
+    assert done.returncode == 0, log.read_text()[-6000:]
+
+
+@pytest.fixture(scope="session")
+def eot_model(tmp_path_factory: pytest.TempPathFactory, demo: Any) -> Path:
+    """The tiny recipe in one process on the demo's prompts with the first sentence of each
+    response, at a learning rate a random-init model learns from: by epoch 15 it ends its
+    answers with EOT. Returns the run directory (epoch-0 and epoch-15 kept)."""
+    import json
+    import re
+
+    tmp = tmp_path_factory.mktemp("eot")
+    short = tmp / "short.jsonl"
+    with short.open("w") as fh:
+        for line in (demo.out / "train.jsonl").open():
+            r = json.loads(line)
+            answer = re.split(r"(?<=[.!?])\s", r["conversations"][1].strip(), maxsplit=1)[0]
+            fh.write(json.dumps({"id": r["id"], "conversations": [
+                r["conversations"][0][:300], answer[:200]]}) + "\n")  # fmt: skip
+    out = tmp / "run"
+    launch_training([f"train_file={short}", f"dev_file={short}", f"output_dir={out}",
+                     "epochs=15", "keep_epochs=[0,15]", "learning_rate=3e-3",
+                     "final_learning_rate=3e-4", "global_batch_size=8", "micro_batch_size=8",
+                     "residual_dropout=0.0", "resumable_checkpoints=0", "report_to=[]"],
+                    1, tmp / "log.txt")  # fmt: skip
+    return out

@@ -5,16 +5,13 @@ that trains long enough to learn to stop at EOT."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import launch_training
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -22,35 +19,15 @@ pytest.importorskip("deepspeed")
 
 from lima.train.data import IGNORE, encode_all, read_conversations  # noqa: E402
 
-TINY = ROOT / "training" / "recipes" / "tiny-cpu.yaml"
 EPOCHS = 4
 #: Short sequences keep the run to a minute on two cores and exercise trimming.
 COMMON = [f"epochs={EPOCHS}", "max_length=512", "keep_epochs=[0,2,4]", "peak_tflops=0.05"]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-
-
-def _launch(args: list[str], ranks: int, log: Path) -> None:
-    if ranks > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={ranks}", "-m", "lima.train"]  # fmt: skip
-    else:
-        cmd = [sys.executable, "-m", "lima.train"]
-    with log.open("w") as fh:
-        done = subprocess.run(
-            [*cmd, "--config", str(TINY), *args],
-            cwd=ROOT, env=_env(), stdout=fh, stderr=subprocess.STDOUT, check=False, timeout=900,
-        )  # fmt: skip
-    assert done.returncode == 0, log.read_text()[-6000:]
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, demo: Any) -> Path:
     out = tmp_path_factory.mktemp("train") / "run"
-    _launch([f"train_file={demo.out / 'train.jsonl'}", f"dev_file={demo.out / 'dev.jsonl'}",
+    launch_training([f"train_file={demo.out / 'train.jsonl'}", f"dev_file={demo.out / 'dev.jsonl'}",
              f"output_dir={out}", f"resumable_checkpoints={EPOCHS}", *COMMON],
             2, out.parent / "log.txt")  # fmt: skip
     return out
@@ -67,7 +44,7 @@ def resumed(run: Path) -> Path:
         "".join(r + "\n" for r in rows if json.loads(r)["step"] <= 2)
     )
     demo_dir = Path(json.loads((run / "recipe.json").read_text())["train_file"]).parent
-    _launch([f"train_file={demo_dir / 'train.jsonl'}", f"dev_file={demo_dir / 'dev.jsonl'}",
+    launch_training([f"train_file={demo_dir / 'train.jsonl'}", f"dev_file={demo_dir / 'dev.jsonl'}",
              f"output_dir={out}", f"resumable_checkpoints={EPOCHS}", "resume_from_checkpoint=last",
              *COMMON], 2, run.parent / "resumed.txt")  # fmt: skip
     return out
@@ -189,27 +166,16 @@ def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(
     assert not (resumed / "epoch-0").exists()  # epoch 0 belongs to the first run
 
 
-def test_a_trained_model_stops_at_eot(tmp_path: Path, demo: Any) -> None:
+def test_a_trained_model_stops_at_eot(eot_model: Path) -> None:
     """One process (DeepSpeed with a world of one, no launcher) on the demo's prompts with their
-    first response sentence, at a rate a random-init model learns from."""
-    rows = [json.loads(x) for x in (demo.out / "train.jsonl").open()]
-    short = tmp_path / "short.jsonl"
-    with short.open("w") as fh:
-        for r in rows:
-            answer = re.split(r"(?<=[.!?])\s", r["conversations"][1].strip(), maxsplit=1)[0]
-            fh.write(json.dumps({"id": r["id"], "conversations": [
-                r["conversations"][0][:300], answer[:200]]}) + "\n")  # fmt: skip
-    out = tmp_path / "run"
-    _launch([f"train_file={short}", f"dev_file={short}", f"output_dir={out}", "epochs=15",
-             "keep_epochs=[0,15]", "learning_rate=3e-3", "final_learning_rate=3e-4",
-             "global_batch_size=8", "micro_batch_size=8", "residual_dropout=0.0",
-             "resumable_checkpoints=0", "report_to=[]"], 1, tmp_path / "log.txt")  # fmt: skip
+    first response sentence, at a rate a random-init model learns from (conftest.eot_model)."""
 
     def stopped(k: int) -> float:
-        gens = [json.loads(x) for x in (out / "dev_generations" / f"epoch-{k}.jsonl").open()]
+        path = eot_model / "dev_generations" / f"epoch-{k}.jsonl"
+        gens = [json.loads(x) for x in path.open()]
         assert len(gens) == 53
         return sum(g["stopped_at_eot"] for g in gens) / len(gens)
 
     assert stopped(0) < 0.2
     assert stopped(15) > 0.8
-    assert json.loads((out / "summary.json").read_text())["world_size"] == 1
+    assert json.loads((eot_model / "summary.json").read_text())["world_size"] == 1

@@ -52,6 +52,7 @@ def sample(
     pad_id: int,
     seed: int,
     synced: bool = False,
+    greedy: bool = False,
 ) -> list[list[int]]:
     """Left-pads ``batch`` and samples a continuation of each row, up to and including EOT."""
     width = max(len(p) for p in batch)
@@ -69,10 +70,10 @@ def sample(
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            do_sample=True,
-            top_p=gen.top_p,
-            top_k=0,
-            temperature=gen.temperature,
+            do_sample=not greedy,
+            top_p=None if greedy else gen.top_p,
+            top_k=None if greedy else 0,
+            temperature=None if greedy else gen.temperature,
             repetition_penalty=1.0,
             logits_processor=processors,
             max_new_tokens=gen.max_new_tokens,

@@ -1,0 +1,1 @@
+"""Evaluation as in the paper: generation, pairwise judging, agreement."""

@@ -1,0 +1,304 @@
+"""Evaluation: verdict parsing, judging over real HTTP on loopback (both orders, retries, cache,
+unparsed replies counted), agreement on hand-worked cases, AlpacaEval files, `lima-eval serve`
+and `generate` on the tiny trained model."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+from lima.evaluate.agreement import agreement, pair_score
+from lima.evaluate.judge import parse_verdict
+from lima.evaluate.responses import pair, read_prompts, read_responses
+
+ALPACA = ROOT / "tests" / "data" / "alpaca_eval"
+
+
+def _eval(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from lima.evaluate.cli import main; main()",
+                           *args], capture_output=True, text=True, check=False)  # fmt: skip
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("A", "a"), ("b", "b"), (" B.", "b"), ("**A**", "a"), ("(B)", "b"),
+        ("Neither", "tie"), ("tie", "tie"), ("Both are equally good.", "tie"),
+        ("Response A is better because it answers the question.", "a"),
+        ("After weighing both, I prefer Response B.", "b"),
+        ("Verdict: A", "a"), ("Final answer: **B**", "b"),
+        ('{"verdict": "B", "reason": "more detail"}', "b"),
+        ('```json\n{"winner": "A"}\n```', "a"),
+        ('{"preference": "neither"}', "tie"),
+        ("I cannot decide between these.", None), ("", None), ("AB", None),
+        ("Response A is better, but Response B is better too.", None),
+        ("lorem ipsum dolor", None),
+    ],
+)  # fmt: skip
+def test_judge_replies_in_real_formats_are_parsed(reply: str, verdict: str | None) -> None:
+    assert parse_verdict(reply) == verdict
+
+
+# --- agreement ----------------------------------------------------------------------------
+
+
+def test_agreement_is_tie_discounted_accuracy_on_hand_worked_cases(tmp_path: Path) -> None:
+    assert [pair_score(*p) for p in [("a", "a"), ("tie", "tie"), ("a", "tie"), ("tie", "b"),
+                                     ("a", "b")]] == [1, 1, 0.5, 0.5, 0]  # fmt: skip
+    x = {"1": "a", "2": "b", "3": "tie", "4": "a", "5": "b"}
+    y = {"1": "a", "2": "a", "3": "a", "4": "tie", "6": "a"}
+    # 1 + 0 + 0.5 + 0.5 over the 4 shared ids
+    assert agreement(x, y) == {"agreement": 0.5, "n": 4, "only_in_first": 1, "only_in_second": 1}
+    fx, fy = tmp_path / "x.jsonl", tmp_path / "y.jsonl"
+    fx.write_text("".join(json.dumps({"id": k, "verdict": v}) + "\n" for k, v in x.items()))
+    fy.write_text("".join(json.dumps({"id": k, "verdict": v}) + "\n" for k, v in y.items()))
+    done = _eval("agreement", str(fx), str(fy))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["agreement"] == 0.5
+    fy.write_text('{"id": "1", "verdict": "A"}\n')
+    bad = _eval("agreement", str(fx), str(fy))
+    assert bad.returncode == 2 and "y.jsonl:1: verdict must be a, b or tie" in bad.stderr
+
+
+# --- response files -----------------------------------------------------------------------
+
+
+def test_alpaca_eval_outputs_pair_by_prompt_text() -> None:
+    a = read_responses(ALPACA / "alpaca-7b.model_outputs.json")
+    b = read_responses(ALPACA / "text_davinci_003.model_outputs.json")
+    assert len(a) == len(b) == 805 and a[0].model == "alpaca-7b"
+    pairs, only_a, only_b = pair(a, b)
+    assert len(pairs) == 805 - only_a and only_a == only_b
+    assert all(x.prompt == y.prompt for x, y in pairs)
+    prompts = read_prompts(ALPACA / "alpaca-7b.model_outputs.json")
+    assert prompts[0][1] == [a[0].prompt]
+
+
+# --- a judge on loopback ------------------------------------------------------------------
+
+
+class FakeJudge:
+    """An OpenAI-compatible endpoint whose reply is computed from the request by ``policy``;
+    it records every request it is sent."""
+
+    def __init__(self, policy: Callable[[str, int], tuple[int, str]]) -> None:
+        self.policy = policy
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                code, text = outer.policy(body["messages"][-1]["content"], len(outer.requests))
+                reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+                data = json.dumps(reply).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def responses(tmp_path: Path) -> tuple[Path, Path]:
+    """The first 6 AlpacaEval prompts: alpaca-7b against text-davinci-003."""
+    a = json.loads((ALPACA / "alpaca-7b.model_outputs.json").read_text())[:6]
+    b = json.loads((ALPACA / "text_davinci_003.model_outputs.json").read_text())[:6]
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    return tmp_path / "a.json", tmp_path / "b.json"
+
+
+def _compare(judge: FakeJudge, a: Path, b: Path, out: Path, *extra: str) -> Any:
+    done = _eval("compare", str(a), str(b), "--judge", judge.url, "--judge-model", "fake",
+                 "--out", str(out), "--concurrency", "3", *extra)  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads((out / "summary.json").read_text())
+
+
+def _first_response(content: str) -> str:
+    return content.split("[Response A]\n", 1)[1].split("\n\n[Response B]", 1)[0]
+
+
+def test_a_judge_that_always_prefers_the_first_position_yields_only_ties(
+    tmp_path: Path, responses: tuple[Path, Path]
+) -> None:
+    judge = FakeJudge(lambda content, n: (200, "A"))
+    try:
+        summary = _compare(judge, *responses, tmp_path / "out")
+    finally:
+        judge.close()
+    assert summary["n"] == 6 and summary["tie"] == 1.0 and summary["a"] == summary["b"] == 0
+    assert len(judge.requests) == 12  # each pair in both orders
+    rows = [json.loads(x) for x in (tmp_path / "out" / "verdicts.jsonl").open()]
+    assert all(r["a_first"] == "a" and r["b_first"] == "b" for r in rows)
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "preference.png") as im:
+        assert im.format == "PNG" and im.size[0] > 500
+
+
+def test_consistent_judge_retries_garbage_and_rate_limits_and_caches(
+    tmp_path: Path, responses: tuple[Path, Path]
+) -> None:
+    a_texts = {r["output"] for r in json.loads(responses[0].read_text())}
+    seen: dict[str, int] = {}
+
+    def policy(content: str, n: int) -> tuple[int, str]:
+        if n == 1:
+            return 429, "slow down"
+        first = _first_response(content)
+        seen[first] = seen.get(first, 0) + 1
+        if seen[first] == 1:
+            return 200, "Hmm, let me think about both of these carefully."  # garbage first
+        better = "A" if first in a_texts else "B"
+        return 200, {0: better, 1: f"Response {better} is better.",
+                     2: json.dumps({"verdict": better})}[n % 3]  # fmt: skip
+
+    judge = FakeJudge(policy)
+    try:
+        summary = _compare(judge, *responses, tmp_path / "out", "--retries", "2")
+        sent = len(judge.requests)
+        again = _compare(judge, *responses, tmp_path / "out")
+    finally:
+        judge.close()
+    # The judge always prefers the alpaca-7b answer (model A) once it answers sensibly.
+    assert summary["a"] == 1.0 and summary["unparsed"] == 0
+    assert sent == 1 + 12 * 2  # one 429, then every order asked twice (garbage, then a verdict)
+    assert len(judge.requests) == sent and again == {**summary, "requests_sent": 0,
+                                                     "cached_replies": 24}  # fmt: skip
+
+
+def test_unparseable_verdicts_are_counted_never_dropped(
+    tmp_path: Path, responses: tuple[Path, Path]
+) -> None:
+    judge = FakeJudge(lambda content, n: (200, "I would rather not say."))
+    try:
+        summary = _compare(judge, *responses, tmp_path / "out", "--parse-attempts", "2")
+    finally:
+        judge.close()
+    assert summary["n"] == 6 and summary["unparsed"] == 1.0
+    assert summary["counts"] == {"a": 0, "b": 0, "tie": 0, "unparsed": 6}
+    rows = [json.loads(x) for x in (tmp_path / "out" / "verdicts.jsonl").open()]
+    assert len(rows) == 6 and all(r["verdict"] is None and len(r["replies"][0]) == 2 for r in rows)
+
+
+# --- the trained tiny model: serve and generate -------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(eot_model: Path) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from lima.evaluate.cli import main; main()", "serve",
+         "--model", str(eot_model / "epoch-15"), "--port", str(port), "--max-new-tokens", "64"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stdout.read() if proc.stdout else "") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _chat(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_serve_answers_chat_completions_from_the_checkpoint(server: str, demo: Any) -> None:
+    prompt = json.loads((demo.out / "train.jsonl").open().readline())["conversations"][0][:300]
+    code, body = _chat(server, {"model": "x", "messages": [{"role": "user", "content": prompt}],
+                                "n": 3, "seed": 1})  # fmt: skip
+    assert code == 200 and len(body["choices"]) == 3
+    assert sum(c["finish_reason"] == "stop" for c in body["choices"]) >= 2  # it learned EOT
+    greedy = [_chat(server, {"messages": [{"role": "user", "content": prompt}],
+                             "temperature": 0})[1] for _ in range(2)]  # fmt: skip
+    assert greedy[0]["choices"] == greedy[1]["choices"]
+    code, err = _chat(server, {"messages": [{"role": "assistant", "content": "hi"}]})
+    assert code == 400 and "must follow a user message" in err["error"]["message"]
+
+
+def test_the_served_model_as_a_judge_is_parsed_or_counted(
+    server: str, tmp_path: Path, responses: tuple[Path, Path]
+) -> None:
+    """A tiny model is a poor judge: whatever it says is parsed or counted as unparsed."""
+    done = _eval("compare", str(responses[0]), str(responses[1]), "--judge", server + "/v1",
+                 "--judge-model", "tiny", "--out", str(tmp_path / "o"), "--parse-attempts", "1",
+                 "--limit", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["n"] == 2 and sum(s["counts"].values()) == 2 and s["requests_sent"] == 4
+
+
+def test_generate_stops_at_eot_samples_and_resumes(
+    eot_model: Path, tmp_path: Path, demo: Any
+) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [json.loads(x) for x in (demo.out / "train.jsonl").open()][:6]
+    lines = [json.dumps({"id": r["id"], "conversations": [r["conversations"][0][:300]]})
+             for r in rows]  # fmt: skip
+    prompts.write_text("".join(x + "\n" for x in lines))
+    out = tmp_path / "responses.jsonl"
+    args = ["generate", "--model", str(eot_model / "epoch-15"), "--prompts", str(prompts),
+            "--out", str(out), "--samples", "2", "--batch-size", "4",
+            "--max-new-tokens", "64"]  # fmt: skip
+    first = _eval(*args)
+    assert first.returncode == 0, first.stderr
+    got = [json.loads(x) for x in out.open()]
+    assert len(got) == 12 and {(r["id"], r["sample"]) for r in got} == {
+        (r["id"], s) for r in rows for s in (0, 1)}  # fmt: skip
+    assert sum(r["stopped_at_eot"] for r in got) >= 9
+    assert all(r["new_tokens"] < 64 for r in got if r["stopped_at_eot"])
+    # A run killed mid-write: the torn line is cut and only the missing rows are generated.
+    kept = out.read_text().splitlines()[:5]
+    out.write_text("\n".join(kept) + '\n{"id": "torn')
+    again = _eval(*args)
+    assert again.returncode == 0, again.stderr
+    assert "wrote 7 responses" in again.stdout and "(5 already there)" in again.stdout
+    assert len(out.read_text().splitlines()) == 12
