@@ -10,23 +10,16 @@ from typing import Any
 import polars as pl
 
 from lima.errors import LimaError
-from lima.io import atomic_write, write_jsonl, write_text
+from lima.io import atomic_write, read_jsonl, write_jsonl, write_text
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LimaError(f"{path}: line {n}, column {e.colno}: {e.msg}") from e
-            turns = row.get("conversations") if isinstance(row, dict) else None
-            if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
-                raise LimaError(f"{path}: line {n}: 'conversations' must be a list of strings")
-            rows.append(row)
+    for n, row in read_jsonl(path):
+        turns = row.get("conversations") if isinstance(row, dict) else None
+        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+            raise LimaError(f"{path}:{n}: 'conversations' must be a list of strings")
+        rows.append(row)
     return rows
 
 

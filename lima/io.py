@@ -1,5 +1,6 @@
 """Atomic output: everything is written to a temporary name in the target
-folder and renamed into place, so an interrupted run leaves no half file."""
+folder and renamed into place, so an interrupted run leaves no half file.
+And JSONL input whose errors name the file, line and column."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,22 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSONL file; a line that is not
+    JSON stops it with an error naming the file, line and column."""
+    from lima.errors import ConfigError
+
+    try:
+        fh = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}:{lineno}:{e.colno}: not valid JSON: {e.msg}") from None

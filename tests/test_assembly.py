@@ -107,7 +107,7 @@ def test_exports_round_trip(tmp_path: Path, demo: build.BuildResult) -> None:
     assert ds[0]["messages"][0]["role"] == "user"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(src.read_text().splitlines()[0] + "\n{not json\n")
-    with pytest.raises(Exception, match=r"bad\.jsonl: line 2"):
+    with pytest.raises(Exception, match=r"bad\.jsonl:2:2: not valid JSON"):
         export.export(bad, "messages", tmp_path / "x.jsonl")
 
 

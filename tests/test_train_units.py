@@ -141,6 +141,8 @@ def test_estimate_counts_llama_parameters_and_memory() -> None:
     assert seven.largest_layer == 32000 * 4096
     # ZeRO-3 without offload: 18 bytes per parameter spread over 8 GPUs, plus one layer.
     assert seven.gpu_bytes_per_rank == pytest.approx(18 * seven.parameters / 8 + 4 * 32000 * 4096)
+    tiny = estimate(load_recipe(TINY))
+    assert tiny.parameters == 316_224  # as the two-rank run reports for the built model
     off = estimate(load_recipe(ROOT / "training" / "recipes" / "65b-offload.yaml"))
     assert off.offload_optimizer and off.offload_params
     assert off.host_bytes_per_node / 2**40 == pytest.approx(1.6, abs=0.05)

@@ -4,11 +4,11 @@ other B)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lima.errors import ConfigError
+from lima.io import read_jsonl
 
 
 def pair_score(x: str, y: str) -> float:
@@ -23,17 +23,7 @@ def read_verdicts(path: Path) -> dict[str, str]:
     """id → verdict (a, b or tie) of a verdicts.jsonl; rows without a verdict are skipped and
     counted by the caller via the ids that are missing."""
     out: dict[str, str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    for lineno, row in read_jsonl(path):
         v = row.get("verdict")
         if v is None:
             continue

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lima.errors import ConfigError
+from lima.io import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,7 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
         return list(enumerate(data, 1))
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((lineno, json.loads(line)))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-    return rows
+    return list(read_jsonl(path))
 
 
 def _str(row: dict[str, Any], keys: tuple[str, ...], path: Path, where: int) -> str:

@@ -8,13 +8,13 @@ token; each example's fate is counted, none is dropped.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from lima.errors import ConfigError
+from lima.io import read_jsonl
 
 IGNORE = -100
 
@@ -38,28 +38,13 @@ class Encoding:
 def read_conversations(path: Path) -> list[tuple[str, list[str]]]:
     """``(id, turns)`` per line of a LIMA-format JSONL file; errors name file and line."""
     rows: list[tuple[str, list[str]]] = []
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}:{lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-            turns = row.get("conversations") if isinstance(row, dict) else None
-            if (
-                not isinstance(turns, list)
-                or not turns
-                or not all(isinstance(t, str) for t in turns)
-            ):
-                raise ConfigError(
-                    f'{path}:{lineno}: "conversations" must be a non-empty list of strings'
-                )
-            rows.append((str(row.get("id", f"line-{lineno}")), turns))
+    for lineno, row in read_jsonl(path):
+        turns = row.get("conversations") if isinstance(row, dict) else None
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+            raise ConfigError(
+                f'{path}:{lineno}: "conversations" must be a non-empty list of strings'
+            )
+        rows.append((str(row.get("id", f"line-{lineno}")), turns))
     if not rows:
         raise ConfigError(f"{path}: no conversations")
     return rows

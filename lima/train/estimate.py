@@ -43,21 +43,13 @@ def validate_deepspeed(config: dict[str, Any], source: str) -> None:
 
 
 def model_config(recipe: Recipe) -> Any:
-    from transformers import AutoConfig, LlamaConfig
+    from transformers import AutoConfig
 
     if recipe.tiny_model is not None:
-        spec = recipe.tiny_model
-        # The tokenizer adds its special tokens, EOT and pad to the trained vocabulary.
-        return LlamaConfig(
-            vocab_size=spec.vocab_size + 5,
-            hidden_size=spec.hidden_size,
-            intermediate_size=spec.intermediate_size,
-            num_hidden_layers=spec.num_hidden_layers,
-            num_attention_heads=spec.num_attention_heads,
-            num_key_value_heads=spec.num_key_value_heads,
-            max_position_embeddings=spec.max_position_embeddings,
-            tie_word_embeddings=False,
-        )
+        from lima.train.model import tiny_config
+
+        # The trained vocabulary (its <unk>, <s>, </s> included), then EOT and pad.
+        return tiny_config(recipe.tiny_model, recipe.tiny_model.vocab_size + 2)
     if recipe.architecture is not None:
         return AutoConfig.from_pretrained(recipe.architecture)
     return AutoConfig.from_pretrained(str(recipe.model_name_or_path))

@@ -146,11 +146,27 @@ def residual_dropout_modules(model: nn.Module) -> Iterator[ResidualDropout]:
 # --- the tiny random-init model -----------------------------------------------------------
 
 
+def tiny_config(spec: TinyModel, vocab_size: int) -> Any:
+    """The LLaMA config of a ``tiny_model`` recipe entry (untied input and output embeddings)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=False,
+    )
+
+
 def build_tiny_base(recipe: Recipe, texts: list[str], out: Path) -> None:
     """Writes a random-init LLaMA and a byte-level BPE tokenizer trained on ``texts`` to
     ``out`` (a directory ``from_pretrained`` loads), deterministically from the recipe's seed."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
     spec: TinyModel = recipe.tiny_model  # type: ignore[assignment]
     specials = ["<unk>", "<s>", "</s>"]
@@ -168,18 +184,8 @@ def build_tiny_base(recipe: Recipe, texts: list[str], out: Path) -> None:
         tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
     tok.model_max_length = recipe.max_length
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_hidden_layers,
-        num_attention_heads=spec.num_attention_heads,
-        num_key_value_heads=spec.num_key_value_heads,
-        max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=False,
-    )
+    config = tiny_config(spec, len(tok))
+    config.bos_token_id, config.eos_token_id = tok.bos_token_id, tok.eos_token_id
     torch.manual_seed(recipe.seed)
     model = LlamaForCausalLM(config)
     tmp = out.with_name(out.name + ".tmp")
