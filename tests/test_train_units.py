@@ -133,6 +133,17 @@ def test_deepspeed_launcher_local_rank_argument_is_accepted(
     assert seen == [["check", "x"], ["check", "x"]]
 
 
+def test_accelerate_without_use_deepspeed_is_refused() -> None:
+    from lima.train.run import check_launcher
+
+    r = load_recipe(TINY)
+    with pytest.raises(ConfigError, match="accelerate launch --use_deepspeed"):
+        check_launcher(r, {"ACCELERATE_USE_CPU": "true", "ACCELERATE_MIXED_PRECISION": "no"})
+    check_launcher(r, {"ACCELERATE_USE_DEEPSPEED": "true"})
+    check_launcher(r, {"LOCAL_RANK": "0"})  # torchrun
+    check_launcher(load_recipe(TINY, ["deepspeed=null"]), {"ACCELERATE_USE_CPU": "true"})
+
+
 def test_estimate_counts_llama_parameters_and_memory() -> None:
     from lima.train.estimate import estimate
 

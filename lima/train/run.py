@@ -25,6 +25,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def check_launcher(recipe: Recipe, env: dict[str, str]) -> None:
+    """``accelerate launch`` without ``--use_deepspeed`` runs a DeepSpeed recipe with ZeRO-3's
+    partitioned weights and no engine to gather them; say so before anything loads."""
+    from lima.errors import ConfigError
+
+    by_accelerate = any(k.startswith("ACCELERATE_") for k in env)
+    if recipe.deepspeed and by_accelerate and env.get("ACCELERATE_USE_DEEPSPEED") != "true":
+        raise ConfigError(
+            f"recipe {recipe.name!r} uses DeepSpeed ({recipe.deepspeed}): launch with "
+            "`accelerate launch --use_deepspeed --num_processes N -m lima.train ...`, or with "
+            "torchrun / deepspeed"
+        )
+
+
 def init_distributed() -> tuple[int, int]:
     """Joins the launcher's process group (torchrun, deepspeed, accelerate, Slurm via torchrun),
     or makes a group of one when started without a launcher. Returns (rank, world size)."""
@@ -262,6 +276,7 @@ class RunContext:
 
 def run(recipe: Recipe) -> dict[str, Any]:
     """Trains per the recipe; returns the summary written to ``output_dir/summary.json``."""
+    check_launcher(recipe, dict(os.environ))
     rank, world = init_distributed()
 
     import torch
@@ -330,6 +345,7 @@ def run(recipe: Recipe) -> dict[str, Any]:
         _truncate_log(out / "train_log.jsonl", _checkpoint_step(Path(resume)))
 
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
+
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=recipe.micro_batch_size,
