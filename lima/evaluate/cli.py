@@ -124,6 +124,7 @@ def compare(
     from lima.evaluate.judge import Cache, Judge, RateLimit, judge_all, summarize
     from lima.evaluate.plots import preference_bars
     from lima.evaluate.responses import pair, read_responses
+    from lima.io import write_json, write_jsonl
 
     try:
         pairs, only_a, only_b = pair(read_responses(a), read_responses(b))
@@ -147,10 +148,8 @@ def compare(
     summary = summarize(rows)
     summary.update(unpaired_a=only_a, unpaired_b=only_b, requests_sent=j.sent,
                    cached_replies=j.cached)  # fmt: skip
-    tmp = out / "verdicts.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    tmp.replace(out / "verdicts.jsonl")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_jsonl(out / "verdicts.jsonl", rows)
+    write_json(out / "summary.json", summary)
     preference_bars(
         [summary],
         out / "preference.png",

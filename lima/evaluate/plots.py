@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib
 
+from lima.io import atomic_write
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -36,7 +38,5 @@ def preference_bars(summaries: list[dict[str, Any]], out: Path, title: str) -> N
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, frameon=False)
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, metadata={"Software": None})
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
-    tmp.replace(out)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from lima.io import write_text
 from lima.train.data import prompt_ids
 from lima.train.recipe import Generation
 
@@ -157,14 +158,6 @@ def dev_generations(
     return rows
 
 
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
 _EPOCH_FILE = re.compile(r"epoch-(\d+)\.jsonl$")
 
 
@@ -231,6 +224,4 @@ document.addEventListener('change',tally);
 </script>
 </html>
 """
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, page)

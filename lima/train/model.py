@@ -44,7 +44,7 @@ def add_special_tokens(tok: Any, eot: str, pad: str) -> int:
 def resize_with_mean_init(model: Any, old_rows: int, new_rows: int) -> None:
     """Grows the input and output embeddings to ``new_rows`` and sets every row from
     ``old_rows`` on to the mean of the rows before it."""
-    if new_rows <= old_rows and model.get_input_embeddings().weight.shape[0] >= new_rows:
+    if new_rows == old_rows:
         return
     model.resize_token_embeddings(new_rows, mean_resizing=False)
     weights = [model.get_input_embeddings().weight]

@@ -5,7 +5,6 @@ generations, tokens/s and model-FLOPs utilisation in the log)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import socket
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lima.io import write_json, write_text
 from lima.train.recipe import Recipe
 
 #: Peak dense bf16 TFLOP/s per device, by a substring of the device name (vendor data sheets).
@@ -98,6 +98,9 @@ def build_trainer_class() -> Any:
         lima_final_lr: float = 0.0
         lima_flops: tuple[Any, int] | None = None
         lima_peak: float | None = None
+        _lima_tokens = 0.0
+        _lima_flops_done = 0.0
+        _lima_since: float | None = None
 
         def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
             if self.lr_scheduler is None:
@@ -111,7 +114,7 @@ def build_trainer_class() -> Any:
             mask = inputs["attention_mask"]
             lengths = mask.sum(1).double()
             tokens = float(lengths.sum())
-            self._lima_tokens = getattr(self, "_lima_tokens", 0.0) + tokens
+            self._lima_tokens += tokens
             if self.lima_flops is not None:
                 cfg, n = self.lima_flops
                 # Each sequence costs 6N·T plus attention's 12·L·d·T².
@@ -119,14 +122,14 @@ def build_trainer_class() -> Any:
                     6.0 * n * tokens
                     + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * float((lengths**2).sum())
                 )
-                self._lima_flops_done = getattr(self, "_lima_flops_done", 0.0) + flops
+                self._lima_flops_done += flops
             return super().compute_loss(model, inputs, *args, **kwargs)
 
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             if "loss" in logs:
                 now = time.perf_counter()
                 counts = torch.tensor(
-                    [getattr(self, "_lima_tokens", 0.0), getattr(self, "_lima_flops_done", 0.0)],
+                    [self._lima_tokens, self._lima_flops_done],
                     dtype=torch.float64,
                 )
                 if torch.distributed.is_initialized():
@@ -136,8 +139,7 @@ def build_trainer_class() -> Any:
                     counts = counts.cpu()
                 self._lima_tokens = 0.0
                 self._lima_flops_done = 0.0
-                since = getattr(self, "_lima_since", None)
-                self._lima_since = now
+                since, self._lima_since = self._lima_since, now
                 if since is not None:
                     dt = max(now - since, 1e-9)
                     logs["tokens_per_s"] = round(float(counts[0]) / dt, 2)
@@ -208,7 +210,8 @@ class RunContext:
         without DeepSpeed and gives the live model's logits, and generates the dev prompts."""
         import torch
 
-        from lima.train.generate import dev_generations, side_by_side, write_jsonl
+        from lima.io import write_jsonl
+        from lima.train.generate import dev_generations, side_by_side
 
         trainer = self.trainer
         target = self.out / f"epoch-{epoch}"
@@ -245,7 +248,7 @@ class RunContext:
             )
             if rows is not None:
                 self.gen_dir.mkdir(parents=True, exist_ok=True)
-                write_jsonl(rows, self.gen_dir / f"epoch-{epoch}.jsonl")
+                write_jsonl(self.gen_dir / f"epoch-{epoch}.jsonl", rows)
                 side_by_side(self.gen_dir, self.out / "dev_generations.html")
         _barrier()
 
@@ -337,12 +340,12 @@ def run(recipe: Recipe) -> dict[str, Any]:
         if resume is None:
             raise FileNotFoundError(f"{out / 'checkpoints'}: no checkpoint to resume from")
     if rank == 0 and not resume:
-        recipe_copy = json.loads(recipe.model_dump_json())
-        (out / "recipe.json").write_text(json.dumps(recipe_copy, indent=2) + "\n")
+        write_text(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
         for stale in (out / "train_log.jsonl", out / "checks" / "save_checks.jsonl"):
             stale.unlink(missing_ok=True)
     elif rank == 0 and resume:
-        _truncate_log(out / "train_log.jsonl", _checkpoint_step(Path(resume)))
+        state = json.loads((Path(resume) / "trainer_state.json").read_text())
+        _truncate_log(out / "train_log.jsonl", int(state["global_step"]))
 
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
 
@@ -431,16 +434,9 @@ def run(recipe: Recipe) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if rank == 0:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out / "summary.json", summary)
     _barrier()
     return summary
-
-
-def _checkpoint_step(path: Path) -> int:
-    try:
-        return int(path.name.rsplit("-", 1)[-1])
-    except ValueError:
-        return math.inf  # type: ignore[return-value]
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -448,4 +444,4 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    write_text(path, "".join(line + "\n" for line in kept))
