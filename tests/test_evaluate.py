@@ -302,3 +302,53 @@ def test_generate_stops_at_eot_samples_and_resumes(
     assert again.returncode == 0, again.stderr
     assert "wrote 7 responses" in again.stdout and "(5 already there)" in again.stdout
     assert len(out.read_text().splitlines()) == 12
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def test_truncated_and_malformed_response_files_name_file_and_place(tmp_path: Path) -> None:
+    from lima.errors import ConfigError
+
+    text = (ALPACA / "alpaca-7b.model_outputs.json").read_text()
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[: len(text) // 2])
+    with pytest.raises(ConfigError, match=r"cut\.json:\d+:\d+: not valid JSON"):
+        read_responses(cut)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "1", "prompt": "p", "response": "r"}\n{"id": "2", "prompt": "p"}\n')
+    with pytest.raises(ConfigError, match=r"rows\.jsonl:2: needs a string field, one of response"):
+        read_responses(rows)
+    rows.write_text('{"id": "1", "prompt": "p", "response": "r"}\n["not", "an", "object"]\n')
+    with pytest.raises(ConfigError, match=r"rows\.jsonl:2: expected an object"):
+        read_prompts(rows)
+    rows.write_text("\n\n")
+    with pytest.raises(ConfigError, match=r"rows\.jsonl: no responses"):
+        read_responses(rows)
+
+
+def test_a_judge_that_keeps_failing_stops_compare_with_the_endpoint_named(
+    tmp_path: Path, responses: tuple[Path, Path]
+) -> None:
+    judge = FakeJudge(lambda content, n: (500, "overloaded"))
+    try:
+        done = _eval("compare", str(responses[0]), str(responses[1]), "--judge", judge.url,
+                     "--judge-model", "x", "--out", str(tmp_path / "o"), "--retries", "1",
+                     "--concurrency", "1")  # fmt: skip
+    finally:
+        judge.close()
+    assert done.returncode == 2
+    assert f"{judge.url}/chat/completions: HTTP 500" in done.stderr
+    # The failing pair and the one a worker had already picked up, each asked twice (one retry);
+    # the other pairs are cancelled rather than sent to a dead endpoint.
+    assert len(judge.requests) <= 4
+    assert not (tmp_path / "o" / "verdicts.jsonl").exists()
+
+
+def test_serve_rejects_a_malformed_body(server: str) -> None:
+    req = urllib.request.Request(server + "/v1/chat/completions", data=b'{"messages": [',
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 400
+    assert json.loads(e.value.read())["error"]["type"] == "invalid_request_error"

@@ -196,6 +196,9 @@ def test_bad_train_file_names_file_and_line(tmp_path: Path) -> None:
     bad.write_text('{"conversations": ["q", "a"]}\n{"conversations": "q"}\n')
     with pytest.raises(ConfigError, match=r"train.jsonl:2: \"conversations\" must be"):
         read_conversations(bad)
+    bad.write_text("\n")
+    with pytest.raises(ConfigError, match=r"train.jsonl: no conversations"):
+        read_conversations(bad)
     bad.write_text('{"conversations": ["q", "a"]}\n\n{"conv')
     with pytest.raises(ConfigError, match=r"train.jsonl:3:2: not valid JSON"):
         read_conversations(bad)
