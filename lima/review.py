@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from markdown_it import MarkdownIt
 
 from lima.errors import ConfigError
+from lima.web import JsonHandler, render
 
 DB_NAME = "review.sqlite"
-_md = MarkdownIt("commonmark", {"html": False})
 
 
 def bucket_of(source: str, group: str | None, domain: str) -> str:
@@ -168,10 +167,6 @@ def accepted(out: Path) -> dict[str, list[str]]:
     return {r[0]: json.loads(r[1]) for r in rows}
 
 
-def render(text: str) -> str:
-    return str(_md.render(text))
-
-
 class App:
     def __init__(self, out: Path, reviewer: str | None = None) -> None:
         self.out = out
@@ -217,28 +212,8 @@ class App:
 def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
     page = resources.files("lima").joinpath("review.html").read_text(encoding="utf-8")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "lima-review"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-        def send(self, status: int, body: bytes, ctype: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header(
-                "Content-Security-Policy",
-                "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
-                "connect-src 'self'; img-src 'none'",
-            )
-            self.end_headers()
-            self.wfile.write(body)
-
-        def json(self, obj: Any, status: int = 200) -> None:
-            self.send(status, json.dumps(obj).encode(), "application/json")
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -260,8 +235,7 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
                 self.json({"error": "not found"}, HTTPStatus.NOT_FOUND)
                 return
             try:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
+                body = self.read_json()
                 it = app.items[app.index[body["id"]]]
                 app.store.decide(it, body["decision"], body.get("turns"), app.reviewer)
             except (KeyError, ValueError, TypeError) as e:

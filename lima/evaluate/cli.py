@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,8 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lima.errors import LimaError
 
+if TYPE_CHECKING:
+    from lima.evaluate.judge import Judge
+    from lima.evaluate.responses import Response
+    from lima.train.recipe import Generation
+
 app = typer.Typer(
-    help="Evaluate as in the paper: generate, serve, compare (pairwise judge), agreement.",
+    help="Evaluate as in the paper: generate, serve, compare (pairwise judge), agreement, "
+    "rate (1..6 helpfulness), absolute (Fail/Pass/Excellent), chat, annotate (people).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,7 +32,7 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(e: Exception) -> None:
+def _fail(e: Exception) -> NoReturn:
     err_console.print(f"[red]error:[/red] {e}")
     raise typer.Exit(2)
 
@@ -33,7 +42,7 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=err_console)  # fmt: skip
 
 
-def _generation(top_p: float, temperature: float, penalty: float, max_new: int) -> object:
+def _generation(top_p: float, temperature: float, penalty: float, max_new: int) -> Generation:
     from lima.train.recipe import Generation
 
     return Generation(top_p=top_p, temperature=temperature, repetition_penalty=penalty,
@@ -44,6 +53,9 @@ TopP = Annotated[float, typer.Option(help="nucleus sampling p")]
 Temp = Annotated[float, typer.Option(help="sampling temperature")]
 Penalty = Annotated[float, typer.Option(help="repetition penalty over generated tokens only")]
 MaxNew = Annotated[int, typer.Option(help="most new tokens per response")]
+BackendOpt = Annotated[str, typer.Option(help="transformers (CPU or GPU), or vllm when installed "
+                                         "(its repetition penalty also counts the prompt; rows "
+                                         "record penalty_scope)")]  # fmt: skip
 
 
 @app.command()
@@ -58,19 +70,20 @@ def generate(
     temperature: Temp = 0.7,
     repetition_penalty: Penalty = 1.2,
     max_new_tokens: MaxNew = 2048,
+    backend: BackendOpt = "transformers",
 ) -> None:
     """Sample responses with the paper's settings; rerun the same command to resume."""
+    from lima.evaluate import backends
     from lima.evaluate.generate import generate as run
     from lima.evaluate.responses import read_prompts
-    from lima.evaluate.serve import Model
 
     try:
         gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
         total = len(read_prompts(prompts)) * samples
-        m = Model(model)
+        m = backends.load(model, backend)
         with _progress() as bar:
             task = bar.add_task("generating", total=total)
-            stats = run(m, prompts, out, gen=gen, samples=samples, batch_size=batch_size,  # type: ignore[arg-type]
+            stats = run(m, prompts, out, gen=gen, samples=samples, batch_size=batch_size,
                         seed=seed, on_batch=lambda k: bar.advance(task, k))  # fmt: skip
             bar.update(task, completed=total)
     except (LimaError, OSError) as e:
@@ -94,7 +107,7 @@ def serve(
     from lima.evaluate.serve import serve as make
 
     gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
-    server = make(Model(model), host, port, gen)  # type: ignore[arg-type]
+    server = make(Model(model), host, port, gen)
     console.print(f"serving {model} on http://{host}:{server.server_port}/v1/chat/completions",
                   highlight=False)  # fmt: skip
     try:
@@ -103,48 +116,75 @@ def serve(
         server.server_close()
 
 
-@app.command()
-def compare(
-    a: Annotated[Path, typer.Argument(help="responses of model A (JSONL or AlpacaEval JSON)")],
-    b: Annotated[Path, typer.Argument(help="responses of model B, the baseline")],
-    judge: Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://host/v1")],
-    judge_model: Annotated[str, typer.Option(help="model name sent to the judge")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")],
-    api_key_env: Annotated[str, typer.Option(help="environment variable with the API key")] = (
-        "OPENAI_API_KEY"
-    ),
-    cache: Annotated[Path | None, typer.Option(help="SQLite reply cache")] = None,
-    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 4,
-    rpm: Annotated[float | None, typer.Option(help="at most this many requests a minute")] = None,
-    retries: Annotated[int, typer.Option(help="retries of a failed request, with backoff")] = 5,
-    parse_attempts: Annotated[int, typer.Option(help="asks per order before unparsed")] = 3,
-    limit: Annotated[int | None, typer.Option(help="judge only the first N pairs")] = None,
-) -> None:
-    """Pairwise preference (A better / B better / neither), each pair judged in both orders."""
-    from lima.evaluate.judge import Cache, Judge, RateLimit, judge_all, summarize
-    from lima.evaluate.plots import preference_bars
-    from lima.evaluate.responses import pair, read_responses
-    from lima.io import write_json, write_jsonl
+JudgeURL = Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://host/v1")]
+JudgeModel = Annotated[str, typer.Option(help="model name sent to the judge")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="output directory")]
+KeyEnv = Annotated[str, typer.Option(help="environment variable with the judge's API key")]
+CachePath = Annotated[Path | None, typer.Option(help="SQLite reply cache [OUT/judge_cache.sqlite]")]
+Concurrency = Annotated[int, typer.Option(help="requests in flight")]
+Rpm = Annotated[float | None, typer.Option(help="at most this many requests a minute")]
+Retries = Annotated[int, typer.Option(help="retries of a failed request, with backoff")]
+ParseAttempts = Annotated[int, typer.Option(help="asks per item before it counts as unparsed")]
 
-    try:
-        pairs, only_a, only_b = pair(read_responses(a), read_responses(b))
-    except LimaError as e:
-        _fail(e)
-    if not pairs:
-        _fail(LimaError(f"{a} and {b} share no prompt (paired by id, else by prompt text)"))
-    pairs = pairs[:limit] if limit else pairs
+
+@contextmanager
+def _judge(url: str, model: str, out: Path, key_env: str, cache: Path | None, rpm: float | None,
+           retries: int, parse_attempts: int) -> Iterator[Judge]:  # fmt: skip
+    """A judge whose replies are cached in SQLite; the cache is closed on the way out and a
+    judge that keeps failing ends the command with its error."""
+    from lima.evaluate.judge import Cache, Judge, RateLimit
+
     out.mkdir(parents=True, exist_ok=True)
     store = Cache(cache or out / "judge_cache.sqlite")
-    j = Judge(judge, judge_model, api_key=os.environ.get(api_key_env), cache=store,
-              retries=retries, parse_attempts=parse_attempts, rate=RateLimit(rpm))  # fmt: skip
     try:
-        with _progress() as bar:
-            task = bar.add_task("judging pairs", total=len(pairs))
-            rows = judge_all(j, pairs, concurrency, on_done=lambda: bar.advance(task))
+        yield Judge(url, model, api_key=os.environ.get(key_env), cache=store, retries=retries,
+                    parse_attempts=parse_attempts, rate=RateLimit(rpm))  # fmt: skip
     except RuntimeError as e:
         _fail(e)
     finally:
         store.close()
+
+
+def _read_responses(path: Path) -> list[Response]:
+    from lima.evaluate.responses import read_responses
+
+    try:
+        return read_responses(path)
+    except LimaError as e:
+        _fail(e)
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="responses of model A (JSONL or AlpacaEval JSON)")],
+    b: Annotated[Path, typer.Argument(help="responses of model B, the baseline")],
+    judge: JudgeURL,
+    judge_model: JudgeModel,
+    out: Out,
+    api_key_env: KeyEnv = "OPENAI_API_KEY",
+    cache: CachePath = None,
+    concurrency: Concurrency = 4,
+    rpm: Rpm = None,
+    retries: Retries = 5,
+    parse_attempts: ParseAttempts = 3,
+    limit: Annotated[int | None, typer.Option(help="judge only the first N pairs")] = None,
+) -> None:
+    """Pairwise preference (A better / B better / neither), each pair judged in both orders."""
+    from lima.evaluate.judge import judge_all, summarize
+    from lima.evaluate.plots import preference_bars
+    from lima.evaluate.responses import pair
+    from lima.io import write_json, write_jsonl
+
+    pairs, only_a, only_b = pair(_read_responses(a), _read_responses(b))
+    if not pairs:
+        _fail(LimaError(f"{a} and {b} share no prompt (paired by id, else by prompt text)"))
+    pairs = pairs[:limit] if limit else pairs
+    with (
+        _judge(judge, judge_model, out, api_key_env, cache, rpm, retries, parse_attempts) as j,
+        _progress() as bar,
+    ):
+        task = bar.add_task("judging pairs", total=len(pairs))
+        rows = judge_all(j, pairs, concurrency, on_done=lambda: bar.advance(task))
     summary = summarize(rows)
     summary.update(unpaired_a=only_a, unpaired_b=only_b, requests_sent=j.sent,
                    cached_replies=j.cached)  # fmt: skip
@@ -158,6 +198,157 @@ def compare(
     console.print_json(json.dumps({k: summary[k] for k in ("n", "a", "b", "tie", "unparsed")}))
     console.print(f"{out}/verdicts.jsonl, summary.json, preference.png "
                   f"({j.sent} requests sent, {j.cached} answered from the cache)")  # fmt: skip
+
+
+def _labels_for(files: list[Path], labels: list[str] | None) -> list[str]:
+    if labels and len(labels) != len(files):
+        _fail(LimaError(f"{len(labels)} --label values for {len(files)} files"))
+    return labels or [f.stem.removesuffix(".model_outputs") for f in files]
+
+
+def _grade(kind: str, files: list[Path], names: list[str], judge: Judge | None,
+           concurrency: int) -> list[tuple[str, Path, list[dict[str, Any]]]]:  # fmt: skip
+    """Per input: its label, path and graded rows (read from a labels file as they are)."""
+    from lima.evaluate.grading import grade_all, read_labels
+
+    runs = []
+    for name, f in zip(names, files, strict=True):
+        given = read_labels(f) if kind == "label" else None
+        if given is None:
+            if judge is None:
+                _fail(LimaError(f"{f}: holds responses, not labels; give --judge and "
+                                "--judge-model to have them graded"))  # fmt: skip
+            todo = _read_responses(f)
+            with _progress() as bar:
+                task = bar.add_task(f"grading {name}", total=len(todo))
+                tick = functools.partial(bar.advance, task)
+                given = grade_all(judge, todo, kind, concurrency, tick)
+        runs.append((name, f, [{"run": name, **r} for r in given]))
+    return runs
+
+
+@app.command()
+def rate(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="response files, one per run (JSONL with "
+            "several samples per prompt, or AlpacaEval JSON)"
+        ),
+    ],
+    judge: JudgeURL,
+    judge_model: JudgeModel,
+    out: Out,
+    label: Annotated[list[str] | None, typer.Option(help="name of each run in the chart")] = None,
+    x: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated x value per run (such as "
+            "training-set sizes): a line like Figure 5"
+        ),
+    ] = None,
+    xlabel: Annotated[str, typer.Option(help="x-axis title")] = "",
+    ci_over: Annotated[
+        str,
+        typer.Option(
+            help="interval over 'prompts' (samples of a prompt averaged first) or 'ratings'"
+        ),
+    ] = "prompts",
+    api_key_env: KeyEnv = "OPENAI_API_KEY",
+    cache: CachePath = None,
+    concurrency: Concurrency = 4,
+    rpm: Rpm = None,
+    retries: Retries = 5,
+    parse_attempts: ParseAttempts = 3,
+) -> None:
+    """1..6 helpfulness ratings from a judge: mean and 95% interval per run, side by side."""
+    from lima.evaluate.grading import rating_summary
+    from lima.evaluate.plots import rating_chart
+    from lima.io import write_json, write_jsonl
+
+    if ci_over not in ("prompts", "ratings"):
+        _fail(LimaError(f"--ci-over must be prompts or ratings, not {ci_over!r}"))
+    names = _labels_for(runs, label)
+    xs = None
+    if x is not None:
+        try:
+            xs = [float(v) for v in x.split(",")]
+        except ValueError:
+            _fail(LimaError(f"--x must be numbers separated by commas, not {x!r}"))
+        if len(xs) != len(runs):
+            _fail(LimaError(f"--x has {len(xs)} values for {len(runs)} runs"))
+    with _judge(judge, judge_model, out, api_key_env, cache, rpm, retries, parse_attempts) as j:
+        graded = _grade("rating", runs, names, j, concurrency)
+    summaries = [{"run": n, "file": str(f), **rating_summary(rows, ci_over)}
+                 for n, f, rows in graded]  # fmt: skip
+    write_jsonl(out / "ratings.jsonl", [r for _, _, rows in graded for r in rows])
+    write_json(
+        out / "summary.json",
+        {
+            "judge_model": judge_model,
+            "runs": summaries,
+            "requests_sent": j.sent,
+            "cached_replies": j.cached,
+        },
+    )
+    rating_chart([(s["run"], s) for s in summaries], out / "ratings.png",
+                 f"Helpfulness judged by {judge_model}", x=xs, xlabel=xlabel)  # fmt: skip
+    for s in summaries:
+        ci = ("" if s["ci_low"] is None
+              else f" (95% CI {s['ci_low']:.2f} to {s['ci_high']:.2f})")  # fmt: skip
+        mean = "n/a" if s["mean"] is None else f"{s['mean']:.2f}"
+        console.print(f"{s['run']}: {mean}{ci} over {s['prompts']} prompts, "
+                      f"{s['ratings']} ratings, {s['unparsed']} unparsed")  # fmt: skip
+    console.print(f"{out}/ratings.jsonl, summary.json, ratings.png "
+                  f"({j.sent} requests sent, {j.cached} answered from the cache)")  # fmt: skip
+
+
+@app.command()
+def absolute(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="response files to grade with --judge, or "
+            "labels files (rows with 'label') as they are"
+        ),
+    ],
+    out: Out,
+    judge: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="model name sent to the judge")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="name of each file in the chart")] = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY",
+    cache: CachePath = None,
+    concurrency: Concurrency = 4,
+    rpm: Rpm = None,
+    retries: Retries = 5,
+    parse_attempts: ParseAttempts = 3,
+) -> None:
+    """Fail / Pass / Excellent per response, from a judge or from people's labels, charted."""
+    from lima.evaluate.grading import label_summary
+    from lima.evaluate.plots import absolute_bars
+    from lima.io import write_json, write_jsonl
+
+    names = _labels_for(files, label)
+    if (judge is None) != (judge_model is None):
+        _fail(LimaError("--judge and --judge-model go together"))
+    if judge is not None and judge_model is not None:
+        with _judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
+                    parse_attempts) as j:  # fmt: skip
+            graded = _grade("label", files, names, j, concurrency)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        graded = _grade("label", files, names, None, concurrency)
+    summaries = [{"run": n, "file": str(f), **label_summary(rows)} for n, f, rows in graded]
+    write_jsonl(out / "labels.jsonl", [r for _, _, rows in graded for r in rows])
+    write_json(out / "summary.json", {"judge_model": judge_model, "runs": summaries})
+    by = f"judged by {judge_model}" if judge_model else "labelled by people"
+    absolute_bars([(s["run"], s) for s in summaries], out / "absolute.png",
+                  f"Absolute quality, {by}")  # fmt: skip
+    for s in summaries:
+        c = s["counts"]
+        console.print(f"{s['run']}: {s['n']} responses: {c['excellent']} excellent, "
+                      f"{c['pass']} pass, {c['fail']} fail, {c['unparsed']} unparsed")  # fmt: skip
+    console.print(f"{out}/labels.jsonl, summary.json, absolute.png")
 
 
 @app.command()
@@ -174,6 +365,82 @@ def agreement(
     except LimaError as e:
         _fail(e)
     console.print_json(json.dumps(result))
+
+
+@app.command()
+def chat(
+    model: Annotated[Path, typer.Option(help="a checkpoint directory")],
+    scripts: Annotated[
+        Path,
+        typer.Option(
+            help="JSONL of {id, turns: [user turns]}; MT-bench's question.jsonl reads as it is"
+        ),
+    ],
+    out: Out,
+    judge: Annotated[str | None, typer.Option(help="label each turn with this judge (URL)")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="model name sent to the judge")] = None,
+    limit: Annotated[int | None, typer.Option(help="play only the first N scripts")] = None,
+    batch_size: Annotated[int, typer.Option(help="conversations advanced together")] = 8,
+    seed: int = 0,
+    top_p: TopP = 0.9,
+    temperature: Temp = 0.7,
+    repetition_penalty: Penalty = 1.2,
+    max_new_tokens: MaxNew = 2048,
+    backend: BackendOpt = "transformers",
+    api_key_env: KeyEnv = "OPENAI_API_KEY",
+    cache: CachePath = None,
+    concurrency: Concurrency = 4,
+    rpm: Rpm = None,
+    retries: Retries = 5,
+    parse_attempts: ParseAttempts = 3,
+) -> None:
+    """Scripted multi-turn conversations; each model turn labelled Fail / Pass / Excellent by a
+    judge, or left for people (`lima-eval annotate OUT/chats.jsonl`)."""
+    from lima.evaluate import backends
+    from lima.evaluate.chat import chat_summary, read_scripts, run_scripts, transcript
+    from lima.evaluate.grading import grade_all
+    from lima.evaluate.plots import absolute_bars
+    from lima.evaluate.responses import Response
+    from lima.io import write_json, write_jsonl, write_text
+
+    if (judge is None) != (judge_model is None):
+        _fail(LimaError("--judge and --judge-model go together"))
+    try:
+        plays = read_scripts(scripts)[:limit] if limit else read_scripts(scripts)
+        gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
+        m = backends.load(model, backend)
+        with _progress() as bar:
+            task = bar.add_task("playing turns", total=sum(len(t) for _, t in plays))
+            rows = run_scripts(m, plays, gen, seed=seed, batch_size=batch_size,
+                               on_turn=functools.partial(bar.advance, task))  # fmt: skip
+    except (LimaError, OSError) as e:
+        _fail(e)
+    if judge is not None and judge_model is not None:
+        todo = [Response(r["id"], r["prompt"], r["response"], r["model"], 0,
+                         tuple(r["context"])) for r in rows]  # fmt: skip
+        with (
+            _judge(judge, judge_model, out, api_key_env, cache, rpm, retries, parse_attempts) as j,
+            _progress() as bar,
+        ):
+            task = bar.add_task("labelling turns", total=len(todo))
+            graded = grade_all(j, todo, "label", concurrency, functools.partial(bar.advance, task))
+        for r, g in zip(rows, graded, strict=True):
+            r.update(label=g["label"], unparsed=g["unparsed"], replies=g["replies"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "chats.jsonl", rows)
+    write_text(out / "chats.md", transcript(rows))
+    summary = chat_summary(rows)
+    write_json(out / "summary.json", summary)
+    if judge_model:
+        bars = [(f"turn {t}", s) for t, s in summary["per_turn"].items()]
+        absolute_bars([*bars, ("all turns", summary["overall"])], out / "chat.png",
+                      f"{m.name} in scripted conversations, judged by {judge_model}")  # fmt: skip
+        o = summary["overall"]["counts"]
+        console.print(f"{summary['turns']} turns in {summary['conversations']} conversations: "
+                      f"{o['excellent']} excellent, {o['pass']} pass, {o['fail']} fail, "
+                      f"{o['unparsed']} unparsed; {summary['conversations_with_a_fail']} "
+                      "conversations have a failed turn")  # fmt: skip
+    console.print(f"{out}/chats.jsonl, chats.md, summary.json" + (", chat.png" if judge else ""))
 
 
 def main() -> None:

@@ -10,13 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lima.errors import ConfigError
+from lima.evaluate.backends import Generator
 from lima.evaluate.responses import read_prompts
-from lima.evaluate.serve import Model
 from lima.train.recipe import Generation
 
 
-def _done(out: Path) -> set[tuple[str, int]]:
-    """(id, sample) already written; a torn last line from a killed run is cut off."""
+def _done(out: Path, scope: str) -> set[tuple[str, int]]:
+    """(id, sample) already written; a torn last line from a killed run is cut off. Rows
+    sampled under the other repetition-penalty scope are refused, not mixed in."""
     if not out.exists():
         return set()
     text = out.read_text(encoding="utf-8")
@@ -33,11 +35,18 @@ def _done(out: Path) -> set[tuple[str, int]]:
     if len(good) != len([x for x in lines if x.strip()]):
         out.write_text("".join(x + "\n" for x in good), encoding="utf-8")
     rows = [json.loads(x) for x in good]
+    for lineno, r in enumerate(rows, 1):
+        if r.get("penalty_scope", scope) != scope:
+            raise ConfigError(
+                f"{out}:{lineno}: sampled with the repetition penalty over "
+                f"{r['penalty_scope']} tokens, this backend counts {scope}; "
+                "write to a new file instead of mixing the two"
+            )
     return {(str(r["id"]), int(r.get("sample", 0))) for r in rows}
 
 
 def generate(
-    model: Model,
+    model: Generator,
     prompts_file: Path,
     out: Path,
     *,
@@ -48,7 +57,7 @@ def generate(
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     prompts = read_prompts(prompts_file)
-    done = _done(out)
+    done = _done(out, model.penalty_scope)
     todo = [(pid, turns, s) for pid, turns in prompts for s in range(samples)
             if (pid, s) not in done]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +72,7 @@ def generate(
                 fh.write(json.dumps({
                     "id": pid, "sample": s, "prompt": turns[-1], "response": text,
                     "model": model.name, "stopped_at_eot": stopped, "new_tokens": n,
+                    "penalty_scope": model.penalty_scope,
                 }, ensure_ascii=False) + "\n")  # fmt: skip
             fh.flush()
             written += len(batch)

@@ -21,9 +21,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lima.evaluate.responses import Response
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 TEMPLATE_VERSION = "pairwise-v1"
 
@@ -192,15 +195,22 @@ class Judge:
             self.cache.put(key, reply)
         return reply
 
-    def verdict(self, messages: list[dict[str, str]]) -> tuple[str | None, list[str]]:
+    def parsed(
+        self, messages: list[dict[str, str]], parse: Callable[[str], T | None]
+    ) -> tuple[T | None, list[str]]:
+        """Ask until ``parse`` reads the reply, at most ``parse_attempts`` times; the value
+        (``None`` when no reply could be read) and every reply received."""
         replies = []
         for attempt in range(self.parse_attempts):
             reply = self.ask(messages, attempt)
             replies.append(reply)
-            v = parse_verdict(reply)
+            v = parse(reply)
             if v is not None:
                 return v, replies
         return None, replies
+
+    def verdict(self, messages: list[dict[str, str]]) -> tuple[str | None, list[str]]:
+        return self.parsed(messages, parse_verdict)
 
 
 _SWAP = {"a": "b", "b": "a", "tie": "tie"}
@@ -227,20 +237,31 @@ def judge_pair(judge: Judge, a: Response, b: Response) -> dict[str, Any]:
     }
 
 
+def run_all(
+    work: Callable[[R], dict[str, Any]],
+    items: list[R],
+    concurrency: int,
+    on_done: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """``work`` on every item with ``concurrency`` threads; results in the items' order."""
+
+    def one(item: R) -> dict[str, Any]:
+        row = work(item)
+        if on_done:
+            on_done()
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, items))
+
+
 def judge_all(
     judge: Judge,
     pairs: list[tuple[Response, Response]],
     concurrency: int,
     on_done: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    def one(p: tuple[Response, Response]) -> dict[str, Any]:
-        row = judge_pair(judge, *p)
-        if on_done:
-            on_done()
-        return row
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        return list(pool.map(one, pairs))
+    return run_all(lambda p: judge_pair(judge, *p), pairs, concurrency, on_done)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

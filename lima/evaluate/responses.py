@@ -20,6 +20,8 @@ class Response:
     prompt: str
     response: str
     model: str
+    sample: int = 0
+    context: tuple[str, ...] = ()  # earlier turns of a conversation, user first
 
 
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -55,7 +57,14 @@ def read_responses(path: Path) -> list[Response]:
         response = _str(row, ("response", "output"), path, where)
         model = row.get("model") or row.get("generator") or path.stem
         rid = row.get("id")
-        out.append(Response(str(rid) if rid is not None else "", prompt, response, str(model)))
+        context = row.get("context") or []
+        if not isinstance(context, list) or not all(isinstance(t, str) for t in context):
+            raise ConfigError(f"{path}:{where}: context must be a list of strings")
+        sample = row.get("sample", 0)
+        if not isinstance(sample, int):
+            raise ConfigError(f"{path}:{where}: sample must be an integer")
+        out.append(Response(str(rid) if rid is not None else "", prompt, response, str(model),
+                            sample, tuple(context)))  # fmt: skip
     if not out:
         raise ConfigError(f"{path}: no responses")
     return out

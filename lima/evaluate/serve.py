@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lima.train.recipe import Generation
+from lima.web import JsonHandler
 
 
 def messages_to_turns(messages: list[dict[str, Any]]) -> list[str]:
@@ -46,6 +47,8 @@ def messages_to_turns(messages: list[dict[str, Any]]) -> list[str]:
 
 class Model:
     """A checkpoint and its tokenizer, generating in the training format."""
+
+    penalty_scope = "generated"  # the repetition penalty never sees the prompt
 
     def __init__(self, path: Path, device: str | None = None) -> None:
         import torch
@@ -83,36 +86,24 @@ class Model:
 
 
 def make_handler(model: Model, gen: Generation) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "lima-eval"
-
-        def log_message(self, fmt: str, *args: Any) -> None:  # quiet by default
-            return
-
-        def _send(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [
-                    {"id": model.name, "object": "model", "owned_by": "lima"}]})  # fmt: skip
+                self.json({"object": "list", "data": [
+                    {"id": model.name, "object": "model", "owned_by": "lima"}]}, 200)  # fmt: skip
             elif self.path == "/health":
-                self._send(200, {"status": "ok"})
+                self.json({"status": "ok"}, 200)
             else:
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                self.json({"error": {"message": f"no route {self.path}"}}, 404)
 
         def do_POST(self) -> None:
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                self.json({"error": {"message": f"no route {self.path}"}}, 404)
                 return
             try:
-                length = int(self.headers.get("Content-Length", "0"))
-                req = json.loads(self.rfile.read(length) or b"{}")
+                req = self.read_json()
                 turns = messages_to_turns(req.get("messages") or [])
                 temperature = float(req.get("temperature", gen.temperature))
                 g = gen.model_copy(update={
@@ -123,7 +114,7 @@ def make_handler(model: Model, gen: Generation) -> type[BaseHTTPRequestHandler]:
                 n = int(req.get("n", 1))
                 seed = int(req.get("seed", 0))
             except (ValueError, TypeError, json.JSONDecodeError) as e:
-                self._send(400, {"error": {"message": str(e), "type": "invalid_request_error"}})
+                self.json({"error": {"message": str(e), "type": "invalid_request_error"}}, 400)
                 return
             rows = model.generate([turns] * n, g, seed, greedy=temperature == 0)
             choices = [
@@ -131,14 +122,14 @@ def make_handler(model: Model, gen: Generation) -> type[BaseHTTPRequestHandler]:
                  "finish_reason": "stop" if stopped else "length"}
                 for i, (text, stopped, _) in enumerate(rows)
             ]  # fmt: skip
-            self._send(200, {
+            self.json({
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": req.get("model") or model.name,
                 "choices": choices,
                 "usage": {"completion_tokens": sum(k for _, _, k in rows)},
-            })  # fmt: skip
+            }, 200)  # fmt: skip
 
     return Handler
 
