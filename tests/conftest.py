@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +95,41 @@ def eot_model(tmp_path_factory: pytest.TempPathFactory, demo: Any) -> Path:
                      "residual_dropout=0.0", "resumable_checkpoints=0", "report_to=[]"],
                     1, tmp / "log.txt")  # fmt: skip
     return out
+
+
+def lima_eval(*args: str) -> subprocess.CompletedProcess[str]:
+    """`lima-eval ARGS...` in a child process."""
+    return subprocess.run([sys.executable, "-c", "from lima.evaluate.cli import main; main()",
+                           *args], capture_output=True, text=True, check=False)  # fmt: skip
+
+
+class FakeJudge:
+    """An OpenAI-compatible endpoint whose reply is computed from the request by ``policy``;
+    it records every request it is sent."""
+
+    def __init__(self, policy: Callable[[str, int], tuple[int, str]]) -> None:
+        self.policy = policy
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                code, text = outer.policy(body["messages"][-1]["content"], len(outer.requests))
+                reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+                data = json.dumps(reply).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()

@@ -8,27 +8,20 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, FakeJudge, lima_eval
 
 from lima.evaluate.agreement import agreement, pair_score
 from lima.evaluate.judge import parse_verdict
 from lima.evaluate.responses import pair, read_prompts, read_responses
 
 ALPACA = ROOT / "tests" / "data" / "alpaca_eval"
-
-
-def _eval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from lima.evaluate.cli import main; main()",
-                           *args], capture_output=True, text=True, check=False)  # fmt: skip
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -67,11 +60,11 @@ def test_agreement_is_tie_discounted_accuracy_on_hand_worked_cases(tmp_path: Pat
     fx, fy = tmp_path / "x.jsonl", tmp_path / "y.jsonl"
     fx.write_text("".join(json.dumps({"id": k, "verdict": v}) + "\n" for k, v in x.items()))
     fy.write_text("".join(json.dumps({"id": k, "verdict": v}) + "\n" for k, v in y.items()))
-    done = _eval("agreement", str(fx), str(fy))
+    done = lima_eval("agreement", str(fx), str(fy))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["agreement"] == 0.5
     fy.write_text('{"id": "1", "verdict": "A"}\n')
-    bad = _eval("agreement", str(fx), str(fy))
+    bad = lima_eval("agreement", str(fx), str(fy))
     assert bad.returncode == 2 and "y.jsonl:1: verdict must be a, b or tie" in bad.stderr
 
 
@@ -92,38 +85,6 @@ def test_alpaca_eval_outputs_pair_by_prompt_text() -> None:
 # --- a judge on loopback ------------------------------------------------------------------
 
 
-class FakeJudge:
-    """An OpenAI-compatible endpoint whose reply is computed from the request by ``policy``;
-    it records every request it is sent."""
-
-    def __init__(self, policy: Callable[[str, int], tuple[int, str]]) -> None:
-        self.policy = policy
-        self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                return
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                code, text = outer.policy(body["messages"][-1]["content"], len(outer.requests))
-                reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
-                data = json.dumps(reply).encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
 def responses(tmp_path: Path) -> tuple[Path, Path]:
     """The first 6 AlpacaEval prompts: alpaca-7b against text-davinci-003."""
@@ -135,7 +96,7 @@ def responses(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _compare(judge: FakeJudge, a: Path, b: Path, out: Path, *extra: str) -> Any:
-    done = _eval("compare", str(a), str(b), "--judge", judge.url, "--judge-model", "fake",
+    done = lima_eval("compare", str(a), str(b), "--judge", judge.url, "--judge-model", "fake",
                  "--out", str(out), "--concurrency", "3", *extra)  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
     return json.loads((out / "summary.json").read_text())
@@ -268,7 +229,7 @@ def test_the_served_model_as_a_judge_is_parsed_or_counted(
     server: str, tmp_path: Path, responses: tuple[Path, Path]
 ) -> None:
     """A tiny model is a poor judge: whatever it says is parsed or counted as unparsed."""
-    done = _eval("compare", str(responses[0]), str(responses[1]), "--judge", server + "/v1",
+    done = lima_eval("compare", str(responses[0]), str(responses[1]), "--judge", server + "/v1",
                  "--judge-model", "tiny", "--out", str(tmp_path / "o"), "--parse-attempts", "1",
                  "--limit", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -288,7 +249,7 @@ def test_generate_stops_at_eot_samples_and_resumes(
     args = ["generate", "--model", str(eot_model / "epoch-15"), "--prompts", str(prompts),
             "--out", str(out), "--samples", "2", "--batch-size", "4",
             "--max-new-tokens", "64"]  # fmt: skip
-    first = _eval(*args)
+    first = lima_eval(*args)
     assert first.returncode == 0, first.stderr
     got = [json.loads(x) for x in out.open()]
     assert len(got) == 12 and {(r["id"], r["sample"]) for r in got} == {
@@ -298,7 +259,7 @@ def test_generate_stops_at_eot_samples_and_resumes(
     # A run killed mid-write: the torn line is cut and only the missing rows are generated.
     kept = out.read_text().splitlines()[:5]
     out.write_text("\n".join(kept) + '\n{"id": "torn')
-    again = _eval(*args)
+    again = lima_eval(*args)
     assert again.returncode == 0, again.stderr
     assert "wrote 7 responses" in again.stdout and "(5 already there)" in again.stdout
     assert len(out.read_text().splitlines()) == 12
@@ -332,7 +293,7 @@ def test_a_judge_that_keeps_failing_stops_compare_with_the_endpoint_named(
 ) -> None:
     judge = FakeJudge(lambda content, n: (500, "overloaded"))
     try:
-        done = _eval("compare", str(responses[0]), str(responses[1]), "--judge", judge.url,
+        done = lima_eval("compare", str(responses[0]), str(responses[1]), "--judge", judge.url,
                      "--judge-model", "x", "--out", str(tmp_path / "o"), "--retries", "1",
                      "--concurrency", "1")  # fmt: skip
     finally:

@@ -39,6 +39,9 @@ def test_wheel_contents(wheel: Path) -> None:
         "lima/samples/stackexchange/beer.stackexchange.com.7z",
         "lima/samples/SOURCES.tsv",
         "lima/samples/reddit/AskMen_submissions.zst",
+        "lima/samples/eval/mt_bench_question.jsonl",
+        "lima/review.html",
+        "lima/annotate.html",
     ):
         assert want in names, want
 

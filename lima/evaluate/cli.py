@@ -213,7 +213,10 @@ def _grade(kind: str, files: list[Path], names: list[str], judge: Judge | None,
 
     runs = []
     for name, f in zip(names, files, strict=True):
-        given = read_labels(f) if kind == "label" else None
+        try:
+            given = read_labels(f) if kind == "label" else None
+        except LimaError as e:
+            _fail(e)
         if given is None:
             if judge is None:
                 _fail(LimaError(f"{f}: holds responses, not labels; give --judge and "
@@ -441,6 +444,62 @@ def chat(
                       f"{o['unparsed']} unparsed; {summary['conversations_with_a_fail']} "
                       "conversations have a failed turn")  # fmt: skip
     console.print(f"{out}/chats.jsonl, chats.md, summary.json" + (", chat.png" if judge else ""))
+
+
+@app.command()
+def annotate(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="two response files: pairwise (1 / 2 / "
+            "neither); one: absolute (Fail / Pass / Excellent)"
+        ),
+    ],
+    db: Annotated[Path, typer.Option(help="SQLite file the answers are kept in")] = Path(
+        "annotations.sqlite"
+    ),
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: int = 8766,
+    seed: Annotated[int, typer.Option(help="draws which side each annotator sees first")] = 0,
+) -> None:
+    """A page where people judge responses: the sides shuffled per annotator, models hidden,
+    several annotators in one SQLite file. Export with `lima-eval export-annotations`."""
+    from lima.evaluate.annotate import serve as make
+
+    try:
+        server = make(files, db, host, port, seed)
+    except LimaError as e:
+        _fail(e)
+    url = f"http://{host}:{server.server_address[1]}/"
+    console.print(f"annotating {' vs '.join(str(f) for f in files)} into {db}: {url}  "
+                  "(add ?annotator=NAME to the link you hand out; Ctrl-C to stop)",
+                  highlight=False)  # fmt: skip
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
+
+
+@app.command("export-annotations")
+def export_annotations(
+    db: Annotated[Path, typer.Argument(help="the annotation SQLite file")],
+    out: Out,
+    task: Annotated[
+        str | None, typer.Option(help="which task, when the file holds several")
+    ] = None,
+) -> None:
+    """Each annotator's answers as OUT/NAME.verdicts.jsonl (pairwise, the format of compare's
+    verdicts) or OUT/NAME.labels.jsonl (absolute)."""
+    from lima.evaluate.annotate import export
+
+    try:
+        written = export(db, out, task)
+    except LimaError as e:
+        _fail(e)
+    if not written:
+        _fail(LimaError(f"{db}: no answers yet"))
+    for path in written:
+        console.print(str(path), highlight=False)
 
 
 def main() -> None:

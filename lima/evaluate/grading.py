@@ -142,7 +142,7 @@ def parse_label(reply: str) -> str | None:
 
 
 def _row(r: Response) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": r.id, "sample": r.sample, "model": r.model, "prompt": r.prompt}
+    row: dict[str, Any] = {"id": r.key, "sample": r.sample, "model": r.model, "prompt": r.prompt}
     if r.context:
         row["turn"] = len(r.context) // 2 + 1
     return row

@@ -225,7 +225,7 @@ def judge_pair(judge: Judge, a: Response, b: Response) -> dict[str, Any]:
     if first is not None and swapped is not None:
         verdict = first if first == swapped else "tie"
     return {
-        "id": a.id or b.id,
+        "id": a.key if a.id else b.key,
         "prompt": a.prompt,
         "model_a": a.model,
         "model_b": b.model,

@@ -5,6 +5,7 @@ the exact prompt text. Prompt files: LIMA-format JSONL (``conversations``), lima
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,14 @@ class Response:
     model: str
     sample: int = 0
     context: tuple[str, ...] = ()  # earlier turns of a conversation, user first
+
+    @property
+    def key(self) -> str:
+        """The row's id, or for files without ids (AlpacaEval) a hash of the prompt, so
+        verdicts from a judge and from people on the same prompts line up."""
+        if self.id:
+            return self.id
+        return "prompt-" + hashlib.sha1(self.prompt.encode()).hexdigest()[:12]
 
 
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
