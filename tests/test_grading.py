@@ -60,8 +60,8 @@ def test_confidence_interval_against_a_known_case() -> None:
     assert got["ci_high"] == pytest.approx(6.78749, abs=1e-5)
     assert mean_ci([4])["ci_low"] is None and mean_ci([])["mean"] is None
 
-    rows = [{"id": p, "model": "m", "rating": v}
-            for p, vs in {"p1": [2, 4], "p2": [6, 6], "p3": [3, 5]}.items() for v in vs]  # fmt: skip
+    given = {"p1": [2, 4], "p2": [6, 6], "p3": [3, 5]}
+    rows = [{"id": p, "model": "m", "rating": v} for p, vs in given.items() for v in vs]
     rows.append({"id": "p4", "model": "m", "rating": None})
     # over prompts: means 3, 6, 4; sd 1.52753; t(0.975, 2) = 4.30265; half-width 3.79458
     by_prompt = rating_summary(rows, over="prompts")
@@ -91,8 +91,9 @@ def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
     with run1.open("w") as fh:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             for s, r in enumerate((x, y)):
-                fh.write(json.dumps({"id": f"q{i}", "sample": s, "prompt": r["instruction"],
-                                     "response": r["output"], "model": "mixed"}) + "\n")  # fmt: skip
+                row = {"id": f"q{i}", "sample": s, "prompt": r["instruction"],
+                       "response": r["output"], "model": "mixed"}  # fmt: skip
+                fh.write(json.dumps(row) + "\n")
     with run2.open("w") as fh:
         for i, y in enumerate(b):
             fh.write(json.dumps({"id": f"q{i}", "prompt": y["instruction"],
@@ -112,7 +113,8 @@ def test_rate_end_to_end_with_a_judge_on_loopback(tmp_path: Path) -> None:
     judge = FakeJudge(policy)
     out = tmp_path / "rated"
     args = ["rate", str(run1), str(run2), "--judge", judge.url, "--judge-model", "fake",
-            "--out", str(out), "--label", "mixed", "--label", "davinci", "--concurrency", "2"]  # fmt: skip
+            "--out", str(out), "--label", "mixed", "--label", "davinci",
+            "--concurrency", "2"]  # fmt: skip
     try:
         done = lima_eval(*args)
         assert done.returncode == 0, done.stderr
