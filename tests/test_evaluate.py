@@ -169,6 +169,39 @@ def test_unparseable_verdicts_are_counted_never_dropped(
     assert len(rows) == 6 and all(r["verdict"] is None and len(r["replies"][0]) == 2 for r in rows)
 
 
+def test_chart_sets_several_baselines_side_by_side(
+    tmp_path: Path, responses: tuple[Path, Path]
+) -> None:
+    """Figure 1: one bar per baseline. The judge prefers the longer response; the second
+    baseline is text-davinci-003 cut to 40 characters, so model A wins every pair there."""
+    short = [dict(r, output=r["output"][:40], generator="davinci-cut")
+             for r in json.loads(responses[1].read_text())]  # fmt: skip
+    (tmp_path / "cut.json").write_text(json.dumps(short))
+
+    def policy(content: str, n: int) -> tuple[int, str]:
+        first = _first_response(content)
+        second = content.split("[Response B]\n", 1)[1].rsplit("\n\nWhich response", 1)[0]
+        return 200, "A" if len(first) > len(second) else "B"
+
+    judge = FakeJudge(policy)
+    try:
+        one = _compare(judge, responses[0], responses[1], tmp_path / "vs-davinci")
+        two = _compare(judge, responses[0], tmp_path / "cut.json", tmp_path / "vs-cut")
+    finally:
+        judge.close()
+    assert two["a"] == 1.0 and one["a"] < 1.0
+    cut_summary = tmp_path / "vs-cut" / "summary.json"
+    done = lima_eval("chart", str(tmp_path / "vs-davinci"), str(cut_summary),
+                     "--out", str(tmp_path / "fig1.png"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "fig1.png") as im:
+        assert im.format == "PNG" and im.size[1] > 200
+    bad = lima_eval("chart", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and "nowhere: no such file" in bad.stderr
+
+
 # --- the trained tiny model: serve and generate -------------------------------------------
 
 

@@ -200,6 +200,36 @@ def compare(
                   f"({j.sent} requests sent, {j.cached} answered from the cache)")  # fmt: skip
 
 
+@app.command()
+def chart(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="compare output directories (or their summary.json), one per baseline"),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the PNG to write")],
+    title: Annotated[str | None, typer.Option(help="chart title")] = None,
+) -> None:
+    """One stacked bar per baseline, like the paper's Figure 1, from several compare runs."""
+    from lima.evaluate.plots import preference_bars
+
+    summaries = []
+    for run in runs:
+        path = run / "summary.json" if run.is_dir() else run
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            _fail(LimaError(f"{path}: no such file (give compare's --out directories)"))
+        except json.JSONDecodeError as e:
+            _fail(LimaError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}"))
+        if not isinstance(s, dict) or not all(k in s for k in ("a", "b", "tie")):
+            _fail(LimaError(f"{path}: not a compare summary (needs a, b and tie)"))
+        summaries.append(s)
+    models = sorted({str(s.get("model_a")) for s in summaries})
+    preference_bars(summaries, out, title or f"{' / '.join(models)} against {len(runs)} "
+                    "baselines")  # fmt: skip
+    console.print(str(out), highlight=False)
+
+
 def _labels_for(files: list[Path], labels: list[str] | None) -> list[str]:
     if labels and len(labels) != len(files):
         _fail(LimaError(f"{len(labels)} --label values for {len(files)} files"))
