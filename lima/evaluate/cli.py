@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from lima.train.recipe import Generation
 
 app = typer.Typer(
-    help="Evaluate as in the paper: generate, serve, compare (pairwise judge), agreement, "
-    "rate (1..6 helpfulness), absolute (Fail/Pass/Excellent), chat, annotate (people).",
+    help="Evaluate as in the paper: generate, serve, compare (pairwise judge) and chart, "
+    "annotate (people) and export-annotations, agreement, rate (1..6 helpfulness), "
+    "absolute (Fail/Pass/Excellent), chat (scripted multi-turn).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
