@@ -186,8 +186,6 @@ class App:
         annotator = check_name(str(body.get("annotator", "")))
         i = self.index.get(str(body.get("id")))
         if i is None:
-            i = int(body["index"]) if isinstance(body.get("index"), int) else -1
-        if not 0 <= i < len(self.keys):
             raise ValueError("no such item")
         key, (a, _) = self.keys[i], self.task.items[i]
         choice = str(body.get("choice"))
