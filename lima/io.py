@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -85,3 +86,21 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
                 raise ConfigError(f"{path}:{lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+
+
+def open_store(path: Path, schema: str, what: str) -> sqlite3.Connection:
+    """A SQLite file for answers that must not be lost: WAL, every statement its own committed
+    transaction, ``schema`` created if missing. A file that is not such a database is a
+    ``ConfigError`` naming it."""
+    from lima.errors import ConfigError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(schema)
+    except sqlite3.DatabaseError as e:
+        db.close()
+        raise ConfigError(f"{path}: not {what} ({e})") from None
+    return db

@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from lima.errors import ConfigError
+from lima.io import open_store
 from lima.web import JsonHandler, render
 
 DB_NAME = "review.sqlite"
@@ -99,10 +100,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(
+        self.db = open_store(
+            path,
             """CREATE TABLE IF NOT EXISTS decisions (
                 id TEXT PRIMARY KEY,
                 bucket TEXT NOT NULL,
@@ -111,7 +110,8 @@ class Store:
                 edited INTEGER NOT NULL,
                 reviewer TEXT,
                 updated_at TEXT NOT NULL
-            )"""
+            )""",
+            "a review database",
         )
 
     def decide(

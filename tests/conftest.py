@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -133,3 +134,24 @@ class FakeJudge:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def chromium() -> tuple[str, str] | None:
+    """Debian's chromium and chromium-driver, if installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def headless_chrome() -> Any:
+    """A Selenium driver on headless Chromium (call only when ``chromium()`` found it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    found = chromium()
+    assert found is not None
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(found[1]), options=opts)

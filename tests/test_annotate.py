@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, lima_eval
-from test_review import chromium
+from conftest import ROOT, chromium, headless_chrome, lima_eval
 
+from lima.errors import ConfigError
 from lima.evaluate import annotate
 
 ALPACA = ROOT / "tests" / "data" / "alpaca_eval"
@@ -169,17 +169,10 @@ def test_absolute_labels_by_people_read_like_a_judges(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium and chromium-driver")
 def test_annotation_page_in_headless_chromium(files: tuple[Path, Path], tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = chromium()  # type: ignore[misc]
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = headless_chrome()
     s = Server(list(files), tmp_path / "ann.sqlite")
     a_texts = _outputs(files[0])
     try:
@@ -225,3 +218,26 @@ def test_annotation_page_in_headless_chromium(files: tuple[Path, Path], tmp_path
             "2": lambda a_first: "b" if a_first else "a"}  # fmt: skip
     assert [by_prompt[p] for p in prompts[:3]] == [want[k](f) for k, f in picks]
     assert (out / "frank.verdicts.jsonl").exists()
+
+
+def test_hostile_text_is_shown_as_text_and_a_corrupt_database_is_named(tmp_path: Path) -> None:
+    hostile = '<script>alert("x1")</script> and <img src=x onerror=alert("x2")>'
+    rows = [{"id": "1", "prompt": hostile, "response": hostile, "model": "m",
+             "context": [hostile, hostile]}]  # fmt: skip
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    s = Server([path], tmp_path / "ok.sqlite")
+    try:
+        item = s.get("/api/item/0?annotator=eve")
+    finally:
+        s.stop()
+    for html in [item["prompt_html"], *item["responses_html"], *item["context_html"]]:
+        assert "<script" not in html and "<img" not in html and "&lt;script&gt;" in html
+
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"not a database " * 100)
+    with pytest.raises(ConfigError, match=r"corrupt.sqlite: not an annotation database"):
+        annotate.serve([path], corrupt, port=0)
+    done = lima_eval("export-annotations", str(corrupt), "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "corrupt.sqlite: not an annotation database" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -162,6 +162,27 @@ def test_rate_draws_a_line_over_sizes_and_refuses_bad_options(tmp_path: Path) ->
         judge.close()
 
 
+def test_truncated_responses_and_a_corrupt_cache_are_named(tmp_path: Path) -> None:
+    run1, _ = _two_runs(tmp_path)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(run1.read_bytes()[:1500])
+    judge = FakeJudge(lambda content, n: (200, "4"))
+    try:
+        base = ["--judge", judge.url, "--judge-model", "fake"]
+        done = lima_eval("rate", str(cut), *base, "--out", str(tmp_path / "r"))
+        assert done.returncode == 2
+        assert done.stderr.count("error:") == 1 and re.search(r"cut.jsonl:\d+:\d+: not valid JSON",
+                                                              done.stderr)  # fmt: skip
+        corrupt = tmp_path / "cache.sqlite"
+        corrupt.write_bytes(b"not a database " * 100)
+        done = lima_eval("rate", str(run1), *base, "--out", str(tmp_path / "r"),
+                         "--cache", str(corrupt))  # fmt: skip
+        assert done.returncode == 2 and "cache.sqlite: not a judge cache" in done.stderr
+        assert not judge.requests
+    finally:
+        judge.close()
+
+
 def _label_of(text: str) -> str:
     return "fail" if len(text) < 200 else "excellent" if len(text) > 600 else "pass"
 

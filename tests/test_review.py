@@ -4,7 +4,6 @@ text is shown as text. The browser test drives Debian's Chromium headless."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from conftest import chromium, headless_chrome
 
 from lima import build, config, review
 
@@ -124,27 +124,14 @@ def test_markup_in_dump_text_is_escaped(server: Server) -> None:
     assert "&lt;script&gt;" in html and "&lt;img" in html
 
 
-def chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium and chromium-driver")
 def test_page_in_headless_chromium(built: Path) -> None:
-    from selenium import webdriver
     from selenium.common.exceptions import NoAlertPresentException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = chromium()  # type: ignore[misc]
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = headless_chrome()
     s = Server(built)
     try:
         wait = WebDriverWait(driver, 10)

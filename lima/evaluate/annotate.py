@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from lima.errors import ConfigError
 from lima.evaluate.grading import LABELS
 from lima.evaluate.responses import Response, pair, read_responses
-from lima.io import write_jsonl
+from lima.io import open_store, write_jsonl
 from lima.web import JsonHandler, render
 
 _NAME = re.compile(r"[\w .@-]{1,64}")
@@ -84,12 +84,9 @@ class Store:
     """Answers in SQLite; each write is its own committed transaction."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(
+        self.db = open_store(
+            path,
             """CREATE TABLE IF NOT EXISTS tasks (
                    task TEXT PRIMARY KEY, kind TEXT NOT NULL,
                    model_a TEXT NOT NULL, model_b TEXT);
@@ -97,7 +94,8 @@ class Store:
                    task TEXT NOT NULL, item TEXT NOT NULL, annotator TEXT NOT NULL,
                    label TEXT NOT NULL, prompt TEXT NOT NULL, shown_b_first INTEGER,
                    updated_at TEXT NOT NULL,
-                   PRIMARY KEY (task, item, annotator));"""
+                   PRIMARY KEY (task, item, annotator));""",
+            "an annotation database",
         )
 
     def add_task(self, task: Task) -> None:
@@ -264,40 +262,42 @@ def export(db: Path, out: Path, task: str | None = None) -> list[Path]:
         raise ConfigError(f"{db}: no such annotation database")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        tasks = con.execute(
-            "SELECT task, kind, model_a, model_b FROM tasks ORDER BY task"
-        ).fetchall()
-        if task is not None:
-            tasks = [t for t in tasks if t[0] == task]
-            if not tasks:
-                raise ConfigError(f"{db}: no task {task!r}")
-        kinds = [t[1] for t in tasks]
-        if len(kinds) != len(set(kinds)):
-            names = ", ".join(t[0] for t in tasks)
-            raise ConfigError(
-                f"{db} holds several tasks of one kind ({names}); pick one with --task"
-            )
-        written = []
-        for name, kind, model_a, model_b in tasks:
-            rows = con.execute(
-                "SELECT annotator, item, label, prompt FROM annotations WHERE task = ? "
-                "ORDER BY annotator, item",
-                (name,),
-            ).fetchall()
-            by: dict[str, list[dict[str, Any]]] = {}
-            for annotator, item, label, prompt in rows:
-                if kind == "pairwise":
-                    row = {"id": item, "verdict": label, "annotator": annotator,
-                           "model_a": model_a, "model_b": model_b, "prompt": prompt}  # fmt: skip
-                else:
-                    row = {"id": item, "label": label, "annotator": annotator,
-                           "model": model_a, "prompt": prompt}  # fmt: skip
-                by.setdefault(annotator, []).append(row)
-            suffix = "verdicts" if kind == "pairwise" else "labels"
-            for annotator, items in by.items():
-                path = out / f"{_slug(annotator)}.{suffix}.jsonl"
-                write_jsonl(path, items)
-                written.append(path)
-        return written
+        return _export(con, db, out, task)
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"{db}: not an annotation database ({e})") from None
     finally:
         con.close()
+
+
+def _export(con: sqlite3.Connection, db: Path, out: Path, task: str | None) -> list[Path]:
+    tasks = con.execute("SELECT task, kind, model_a, model_b FROM tasks ORDER BY task").fetchall()
+    if task is not None:
+        tasks = [t for t in tasks if t[0] == task]
+        if not tasks:
+            raise ConfigError(f"{db}: no task {task!r}")
+    kinds = [t[1] for t in tasks]
+    if len(kinds) != len(set(kinds)):
+        names = ", ".join(t[0] for t in tasks)
+        raise ConfigError(f"{db} holds several tasks of one kind ({names}); pick one with --task")
+    written = []
+    for name, kind, model_a, model_b in tasks:
+        rows = con.execute(
+            "SELECT annotator, item, label, prompt FROM annotations WHERE task = ? "
+            "ORDER BY annotator, item",
+            (name,),
+        ).fetchall()
+        by: dict[str, list[dict[str, Any]]] = {}
+        for annotator, item, label, prompt in rows:
+            if kind == "pairwise":
+                row = {"id": item, "verdict": label, "annotator": annotator,
+                       "model_a": model_a, "model_b": model_b, "prompt": prompt}  # fmt: skip
+            else:
+                row = {"id": item, "label": label, "annotator": annotator,
+                       "model": model_a, "prompt": prompt}  # fmt: skip
+            by.setdefault(annotator, []).append(row)
+        suffix = "verdicts" if kind == "pairwise" else "labels"
+        for annotator, items in by.items():
+            path = out / f"{_slug(annotator)}.{suffix}.jsonl"
+            write_jsonl(path, items)
+            written.append(path)
+    return written

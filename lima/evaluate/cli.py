@@ -6,7 +6,7 @@ import functools
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -133,17 +133,32 @@ def _judge(url: str, model: str, out: Path, key_env: str, cache: Path | None, rp
            retries: int, parse_attempts: int) -> Iterator[Judge]:  # fmt: skip
     """A judge whose replies are cached in SQLite; the cache is closed on the way out and a
     judge that keeps failing ends the command with its error."""
-    from lima.evaluate.judge import Cache, Judge, RateLimit
+    from lima.evaluate.judge import Cache, Judge, JudgeError, RateLimit
 
     out.mkdir(parents=True, exist_ok=True)
-    store = Cache(cache or out / "judge_cache.sqlite")
+    try:
+        store = Cache(cache or out / "judge_cache.sqlite")
+    except LimaError as e:
+        _fail(e)
     try:
         yield Judge(url, model, api_key=os.environ.get(key_env), cache=store, retries=retries,
                     parse_attempts=parse_attempts, rate=RateLimit(rpm))  # fmt: skip
-    except RuntimeError as e:
+    except JudgeError as e:
         _fail(e)
     finally:
         store.close()
+
+
+def _optional_judge(url: str | None, model: str | None, out: Path, key_env: str,
+                    cache: Path | None, rpm: float | None, retries: int,
+                    parse_attempts: int) -> AbstractContextManager[Judge | None]:  # fmt: skip
+    """``_judge`` when both --judge and --judge-model are given, else no judge."""
+    if (url is None) != (model is None):
+        _fail(LimaError("--judge and --judge-model go together"))
+    if url is None or model is None:
+        out.mkdir(parents=True, exist_ok=True)
+        return nullcontext(None)
+    return _judge(url, model, out, key_env, cache, rpm, retries, parse_attempts)
 
 
 def _read_responses(path: Path) -> list[Response]:
@@ -363,15 +378,9 @@ def absolute(
     from lima.io import write_json, write_jsonl
 
     names = _labels_for(files, label)
-    if (judge is None) != (judge_model is None):
-        _fail(LimaError("--judge and --judge-model go together"))
-    if judge is not None and judge_model is not None:
-        with _judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
-                    parse_attempts) as j:  # fmt: skip
-            graded = _grade("label", files, names, j, concurrency)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        graded = _grade("label", files, names, None, concurrency)
+    with _optional_judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
+                         parse_attempts) as j:  # fmt: skip
+        graded = _grade("label", files, names, j, concurrency)
     summaries = [{"run": n, "file": str(f), **label_summary(rows)} for n, f, rows in graded]
     write_jsonl(out / "labels.jsonl", [r for _, _, rows in graded for r in rows])
     write_json(out / "summary.json", {"judge_model": judge_model, "runs": summaries})
@@ -437,8 +446,8 @@ def chat(
     from lima.evaluate.responses import Response
     from lima.io import write_json, write_jsonl, write_text
 
-    if (judge is None) != (judge_model is None):
-        _fail(LimaError("--judge and --judge-model go together"))
+    judging = _optional_judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
+                              parse_attempts)  # fmt: skip
     try:
         plays = read_scripts(scripts)[:limit] if limit else read_scripts(scripts)
         gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
@@ -449,18 +458,14 @@ def chat(
                                on_turn=functools.partial(bar.advance, task))  # fmt: skip
     except (LimaError, OSError) as e:
         _fail(e)
-    if judge is not None and judge_model is not None:
-        todo = [Response(r["id"], r["prompt"], r["response"], r["model"], 0,
-                         tuple(r["context"])) for r in rows]  # fmt: skip
-        with (
-            _judge(judge, judge_model, out, api_key_env, cache, rpm, retries, parse_attempts) as j,
-            _progress() as bar,
-        ):
+    with judging as j, _progress() as bar:
+        if j is not None:
+            todo = [Response(r["id"], r["prompt"], r["response"], r["model"], 0,
+                             tuple(r["context"])) for r in rows]  # fmt: skip
             task = bar.add_task("labelling turns", total=len(todo))
             graded = grade_all(j, todo, "label", concurrency, functools.partial(bar.advance, task))
-        for r, g in zip(rows, graded, strict=True):
-            r.update(label=g["label"], unparsed=g["unparsed"], replies=g["replies"])
-    out.mkdir(parents=True, exist_ok=True)
+            for r, g in zip(rows, graded, strict=True):
+                r.update(label=g["label"], unparsed=g["unparsed"], replies=g["replies"])
     write_jsonl(out / "chats.jsonl", rows)
     write_text(out / "chats.md", transcript(rows))
     summary = chat_summary(rows)

@@ -12,7 +12,6 @@ JSON; an unreadable reply is asked again and, after the last attempt, counted as
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lima.errors import ConfigError
-from lima.evaluate.judge import Judge, run_all
+from lima.evaluate.judge import Judge, run_all, unfence
 from lima.evaluate.responses import Response
 from lima.io import read_jsonl
 
@@ -61,27 +60,13 @@ def absolute_messages(r: Response) -> list[dict[str, str]]:
     return [{"role": "system", "content": ABSOLUTE_SYSTEM}, {"role": "user", "content": user}]
 
 
-def _unfence(reply: str) -> tuple[str, dict[str, Any] | None]:
-    text = reply.strip()
-    if text.startswith("```"):
-        text = text.strip("`").removeprefix("json").strip()
-    if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError:
-            return text, None
-        if isinstance(obj, dict):
-            return text, obj
-    return text, None
-
-
 _RATING_KEYS = ("rating", "score", "helpfulness", "grade")
 
 
 def parse_rating(reply: str) -> int | None:
     """An integer 1..6 from a judge's reply; ``None`` if it names none, several, or one out of
     range."""
-    text, obj = _unfence(reply)
+    text, obj = unfence(reply)
     if obj is not None:
         for k in _RATING_KEYS:
             v = obj.get(k)
@@ -119,7 +104,7 @@ def _label(word: str) -> str:
 
 def parse_label(reply: str) -> str | None:
     """``fail``, ``pass`` or ``excellent`` from a judge's or a person's reply."""
-    text, obj = _unfence(reply)
+    text, obj = unfence(reply)
     if obj is not None:
         for k in _LABEL_KEYS:
             if isinstance(obj.get(k), str):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -23,12 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lima.errors import LimaError
 from lima.evaluate.responses import Response
+from lima.io import open_store
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 TEMPLATE_VERSION = "pairwise-v1"
+
+
+class JudgeError(LimaError):
+    """The judge endpoint kept failing (after the retries) or refused the request."""
+
 
 SYSTEM = (
     "You are an impartial judge of AI assistant responses. You will see a user's prompt and two "
@@ -49,9 +55,9 @@ _TIE = r"(?:neither|tie|equal(?:ly)?|both|same)"
 _JSON_KEYS = ("verdict", "winner", "preference", "better", "answer", "choice")
 
 
-def parse_verdict(reply: str) -> str | None:
-    """``a``, ``b`` or ``tie`` from a judge's reply (a letter, a sentence, or JSON); ``None``
-    when the reply names no verdict or names both."""
+def unfence(reply: str) -> tuple[str, dict[str, Any] | None]:
+    """A reply stripped of whitespace and a Markdown code fence, and the JSON object it holds,
+    if it is one."""
     text = reply.strip()
     if text.startswith("```"):
         text = text.strip("`").removeprefix("json").strip()
@@ -59,12 +65,21 @@ def parse_verdict(reply: str) -> str | None:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError:
-            obj = None
+            return text, None
         if isinstance(obj, dict):
-            for k in _JSON_KEYS:
-                if isinstance(obj.get(k), str):
-                    return parse_verdict(obj[k])
-            return None
+            return text, obj
+    return text, None
+
+
+def parse_verdict(reply: str) -> str | None:
+    """``a``, ``b`` or ``tie`` from a judge's reply (a letter, a sentence, or JSON); ``None``
+    when the reply names no verdict or names both."""
+    text, obj = unfence(reply)
+    if obj is not None:
+        for k in _JSON_KEYS:
+            if isinstance(obj.get(k), str):
+                return parse_verdict(obj[k])
+        return None
     low = text.lower()
     bare = re.fullmatch(r"[\W_]*(?:response|output|assistant)?\s*\(?([ab])\)?[\W_]*", low)
     if bare:
@@ -93,10 +108,11 @@ class Cache:
     """Judge replies by request hash, in SQLite (safe across threads and reruns)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT)")
-        self._db.commit()
+        self._db = open_store(
+            path,
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT)",
+            "a judge cache",
+        )
         self._lock = threading.Lock()
 
     def get(self, key: str) -> str | None:
@@ -107,7 +123,6 @@ class Cache:
     def put(self, key: str, reply: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, reply))
-            self._db.commit()
 
     def close(self) -> None:
         self._db.close()
@@ -169,12 +184,10 @@ class Judge:
                 return str(payload["choices"][0]["message"]["content"] or "")
             except urllib.error.HTTPError as e:
                 if (e.code not in (408, 409, 429) and e.code < 500) or attempt == self.retries:
-                    raise RuntimeError(
-                        f"{self.endpoint()}: HTTP {e.code}: {e.read()[:300]!r}"
-                    ) from e
+                    raise JudgeError(f"{self.endpoint()}: HTTP {e.code}: {e.read()[:300]!r}") from e
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 if attempt == self.retries:
-                    raise RuntimeError(f"{self.endpoint()}: {e}") from e
+                    raise JudgeError(f"{self.endpoint()}: {e}") from e
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
