@@ -449,7 +449,8 @@ def chat(
     judging = _optional_judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
                               parse_attempts)  # fmt: skip
     try:
-        plays = read_scripts(scripts)[:limit] if limit else read_scripts(scripts)
+        plays = read_scripts(scripts)
+        plays = plays[:limit] if limit else plays
         gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
         m = backends.load(model, backend)
         with _progress() as bar:
@@ -458,12 +459,14 @@ def chat(
                                on_turn=functools.partial(bar.advance, task))  # fmt: skip
     except (LimaError, OSError) as e:
         _fail(e)
-    with judging as j, _progress() as bar:
+    with judging as j:
         if j is not None:
             todo = [Response(r["id"], r["prompt"], r["response"], r["model"], 0,
                              tuple(r["context"])) for r in rows]  # fmt: skip
-            task = bar.add_task("labelling turns", total=len(todo))
-            graded = grade_all(j, todo, "label", concurrency, functools.partial(bar.advance, task))
+            with _progress() as bar:
+                task = bar.add_task("labelling turns", total=len(todo))
+                tick = functools.partial(bar.advance, task)
+                graded = grade_all(j, todo, "label", concurrency, tick)
             for r, g in zip(rows, graded, strict=True):
                 r.update(label=g["label"], unparsed=g["unparsed"], replies=g["replies"])
     write_jsonl(out / "chats.jsonl", rows)
