@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import zstandard
 
-from lima import dedup
+from lima.curate import dedup
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lima.sources import wikihow
+from lima.curate.sources import wikihow
 
 ROOT = Path(__file__).resolve().parent.parent
 

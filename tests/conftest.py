@@ -41,7 +41,7 @@ def beer_posts_xml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`make demo`'s dataset, built once per test session."""
-    from lima import build, config
+    from lima.curate import build, config
 
     return build.run(config.sample_config(), tmp_path_factory.mktemp("demo") / "out")
 
@@ -49,7 +49,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`lima-data ARGS` in a fresh interpreter, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "lima.cli", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "lima.curate.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

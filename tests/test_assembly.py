@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from conftest import ROOT, run_cli
 
-from lima import build, config, export
+from lima.curate import build, config, export
 
 GOLDEN = ROOT / "tests" / "golden" / "demo_stats.md"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from lima.sources import authored
+from lima.curate.sources import authored
 
 DEMO = ROOT / "lima" / "samples" / "authored" / "demo.txt"
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from conftest import run_cli
 
-from lima import build, config
+from lima.curate import build, config
 from lima.errors import ConfigError
 
 OUTPUTS = [
@@ -156,7 +156,7 @@ def test_unfillable_quota_is_reported(tmp_path: Path) -> None:
 
 
 def write_config(tmp_path: Path, stem: int) -> Path:
-    samples = Path(config.__file__).parent / "samples" / "stackexchange"
+    samples = Path(config.__file__).parent.parent / "samples" / "stackexchange"
     beer, qc = samples / "beer.stackexchange.com.7z", samples / "quantumcomputing.stackexchange.com"
     cfg = tmp_path / "lima.toml"
     cfg.write_text(

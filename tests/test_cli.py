@@ -12,7 +12,7 @@ from conftest import ALCOHOL_META, BEER_7Z, COFFEE, run_cli
 from typer.testing import CliRunner
 
 from lima import schema
-from lima.cli import app
+from lima.curate.cli import app
 
 runner = CliRunner()
 
@@ -103,7 +103,7 @@ def test_unknown_site_name_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_stats_command(tmp_path: Path) -> None:
-    from lima import build, config
+    from lima.curate import build, config
 
     result = build.run(config.sample_config(), tmp_path / "out")
     out = runner.invoke(app, ["stats", str(result.out / "train.jsonl")])
@@ -126,16 +126,16 @@ def test_lima_data_never_imports_torch(tmp_path: Path) -> None:
         "        if name.split('.')[0] == 'torch':\n"
         "            return importlib.machinery.ModuleSpec(name, Loader())\n"
         "sys.meta_path.insert(0, Spy())\n"
-        "import lima.cli, lima.build, lima.config, lima.review\n"
-        "lima.build.run(lima.config.sample_config(), pathlib.Path(sys.argv[1]))\n"
+        "import lima.curate.cli, lima.curate.build, lima.curate.config, lima.curate.review\n"
+        "lima.curate.build.run(lima.curate.config.sample_config(), pathlib.Path(sys.argv[1]))\n"
         "sys.exit(1 if tried else 0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True)
     assert proc.returncode == 0, proc.stderr
     # the spy does see a real import, so the check above can fail
     leak = code.replace(
-        "import lima.cli,",
-        "exec('try:\\n import torch\\nexcept ImportError: pass')\nimport lima.cli,",
+        "import lima.curate.cli,",
+        "exec('try:\\n import torch\\nexcept ImportError: pass')\nimport lima.curate.cli,",
     )
     proc = subprocess.run([sys.executable, "-c", leak, str(tmp_path / "out2")], capture_output=True)
     assert proc.returncode == 1, proc.stderr

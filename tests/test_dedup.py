@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lima import build, config, dedup
+from lima.curate import build, config, dedup
 
 
 def test_exact_and_near_duplicates_keep_the_lowest_rank() -> None:

@@ -9,7 +9,7 @@ import pytest
 from conftest import BEER_7Z, QC
 
 from lima import _core
-from lima.sources import dialogues
+from lima.curate.sources import dialogues
 
 
 def c(user: str, text: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from lima.sources import natural_instructions as ni
+from lima.curate.sources import natural_instructions as ni
 
 TASKS = ROOT / "lima" / "samples" / "natural-instructions"
 E2E = TASKS / "task957_e2e_nlg_text_generation_generate.json"

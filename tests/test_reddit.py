@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, run_cli
 
 from lima import _core
+from lima.curate.sources import fan2018, reddit
 from lima.errors import ArchiveError, DumpFormatError
-from lima.sources import fan2018, reddit
 
 DATA = ROOT / "tests" / "data"
 RC = DATA / "pushshift" / "RC_2005-12.zst"

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from conftest import chromium, headless_chrome
 
-from lima import build, config, review
+from lima.curate import build, config, review
 
 XSS = '<script>alert("x1")</script> and <img src=x onerror=alert("x2")>'
 

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from conftest import BEER_7Z, COFFEE, QC
 
-from lima.select import self_contained, site_weights, temperature_sample
-from lima.sites import load_groups
-from lima.sources.stackexchange import FilterSettings, scan_site
+from lima.curate.select import self_contained, site_weights, temperature_sample
+from lima.curate.sites import load_groups
+from lima.curate.sources.stackexchange import FilterSettings, scan_site
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_rank_within_a_site(unfiltered: pl.DataFrame) -> None:
     ],
 )
 def test_self_contained_titles(title: str, ok: bool) -> None:
-    from lima.config import DEICTIC_WORDS
+    from lima.curate.config import DEICTIC_WORDS
 
     got = pl.select(self_contained(pl.lit(title), DEICTIC_WORDS, 4)).item()
     assert got is ok

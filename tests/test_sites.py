@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 
+from lima.curate.sites import is_meta, load_groups, site_from_path
 from lima.errors import ConfigError
-from lima.sites import is_meta, load_groups, site_from_path
 
 
 def main_sites() -> set[str]:

@@ -34,14 +34,14 @@ def test_wheel_contents(wheel: Path) -> None:
         "lima/_core.abi3.so",
         "lima/_core.pyi",
         "lima/py.typed",
-        "lima/cli.py",
+        "lima/curate/cli.py",
         "lima/data/stackexchange_sites.csv",
         "lima/samples/stackexchange/beer.stackexchange.com.7z",
         "lima/samples/SOURCES.tsv",
         "lima/samples/reddit/AskMen_submissions.zst",
         "lima/samples/eval/mt_bench_question.jsonl",
-        "lima/review.html",
-        "lima/annotate.html",
+        "lima/curate/review.html",
+        "lima/evaluate/annotate.html",
     ):
         assert want in names, want
 
@@ -66,9 +66,9 @@ def test_installed_wheel_imports_and_scans(wheel: Path, tmp_path: Path) -> None:
         [py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
     )
     code = (
-        "import lima, lima._core, lima.build, lima.config, pathlib;"
+        "import lima, lima._core, lima.curate.build, lima.curate.config, pathlib;"
         f"assert lima.__file__.startswith({str(env_dir)!r}), lima.__file__;"
-        "r = lima.build.run(lima.config.sample_config(), pathlib.Path('out'));"
+        "r = lima.curate.build.run(lima.curate.config.sample_config(), pathlib.Path('out'));"
         "print(lima.__version__, len(r.splits['train']))"
     )
     env = {**os.environ, "PYTHONPATH": site}

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from conftest import ROOT
 
-from lima.sources import wikihow
+from lima.curate.sources import wikihow
 
 STEPS = ROOT / "lima" / "samples" / "wikihow" / "steps_223_articles.csv"
 TITLES = ROOT / "lima" / "data" / "wikihow_titles.csv"

@@ -204,7 +204,7 @@ class App:
 
 
 def make_handler(app: App) -> type[JsonHandler]:
-    page = resources.files("lima").joinpath("annotate.html").read_text(encoding="utf-8")
+    page = resources.files("lima.evaluate").joinpath("annotate.html").read_text(encoding="utf-8")
 
     class Handler(JsonHandler):
         server_version = "lima-annotate"

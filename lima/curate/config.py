@@ -14,12 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
-from lima.dedup import DedupSettings
+from lima.curate.dedup import DedupSettings
+from lima.curate.sources.natural_instructions import NaturalInstructionsSettings
+from lima.curate.sources.reddit import AskRedditSettings, WritingPromptsSettings
+from lima.curate.sources.stackexchange import FilterSettings
+from lima.curate.sources.wikihow import WikiHowSettings
 from lima.errors import ConfigError
-from lima.sources.natural_instructions import NaturalInstructionsSettings
-from lima.sources.reddit import AskRedditSettings, WritingPromptsSettings
-from lima.sources.stackexchange import FilterSettings
-from lima.sources.wikihow import WikiHowSettings
 
 # Words that make a title lean on its body ("Is this safe?", "What does the
 # following mean?"): such a title is not a self-contained question.

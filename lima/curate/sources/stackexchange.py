@@ -14,9 +14,9 @@ from typing import Any
 import polars as pl
 
 from lima import _core, schema
+from lima.curate.sites import is_meta, site_from_path
 from lima.errors import ConfigError
 from lima.progress import run_with_bar
-from lima.sites import is_meta, site_from_path
 
 # Stack Exchange moved to CC BY-SA 3.0 on 2011-04-08 and to 4.0 on 2018-05-02;
 # dumps from before 2019 carry no ContentLicense attribute.

@@ -12,8 +12,8 @@ import polars as pl
 from lima.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lima.select import GroupReport
-    from lima.sources.stackexchange import SiteScan
+    from lima.curate.select import GroupReport
+    from lima.curate.sources.stackexchange import SiteScan
 
 
 def _label() -> pl.Expr:

@@ -210,7 +210,7 @@ class App:
 
 
 def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
-    page = resources.files("lima").joinpath("review.html").read_text(encoding="utf-8")
+    page = resources.files("lima.curate").joinpath("review.html").read_text(encoding="utf-8")
 
     class Handler(JsonHandler):
         server_version = "lima-review"

@@ -12,8 +12,14 @@ from typing import Any
 
 import polars as pl
 
-from lima import __version__, card, dedup, evalsets, plots, review, schema
-from lima.config import BuildConfig
+from lima import __version__, schema
+from lima.curate import card, dedup, evalsets, plots, review
+from lima.curate.config import BuildConfig
+from lima.curate.select import GroupReport, select_stackexchange
+from lima.curate.sites import is_meta, load_groups, site_from_path
+from lima.curate.sources import authored, dialogues, natural_instructions, reddit, wikihow
+from lima.curate.sources.stackexchange import SiteScan, scan_site, total_funnel
+from lima.curate.stats import table1
 from lima.io import (
     atomic_write,
     dumps,
@@ -23,11 +29,6 @@ from lima.io import (
     write_jsonl,
     write_text,
 )
-from lima.select import GroupReport, select_stackexchange
-from lima.sites import is_meta, load_groups, site_from_path
-from lima.sources import authored, dialogues, natural_instructions, reddit, wikihow
-from lima.sources.stackexchange import SiteScan, scan_site, total_funnel
-from lima.stats import table1
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 
 from lima import _core, schema
+from lima.curate.sites import site_from_path
 from lima.progress import run_with_bar
-from lima.sites import site_from_path
 
 LICENSE = "CC BY-SA 4.0"
 

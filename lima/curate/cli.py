@@ -98,9 +98,9 @@ def scan_stackexchange(
     words, no references to other answers. Every answer read is counted in the
     funnel under the reason it was dropped.
     """
+    from lima.curate.sites import load_groups
+    from lima.curate.sources.stackexchange import FilterSettings, scan_site, total_funnel
     from lima.io import atomic_write, write_json
-    from lima.sites import load_groups
-    from lima.sources.stackexchange import FilterSettings, scan_site, total_funnel
 
     if site and len(paths) > 1:
         raise ConfigError("--site names the site of one dump; pass one PATH with it")
@@ -175,8 +175,8 @@ def scan_pushshift(
     other subreddits are skipped before any JSON parse; deleted and removed
     content is counted and dropped; HTML entities are decoded.
     """
+    from lima.curate.sources import reddit
     from lima.io import atomic_write, write_json
-    from lima.sources import reddit
 
     scans = []
     for path in paths:
@@ -257,8 +257,8 @@ def build(
 
     A rerun reuses every finished scan of unchanged inputs.
     """
-    from lima import build as build_mod
-    from lima import config as config_mod
+    from lima.curate import build as build_mod
+    from lima.curate import config as config_mod
 
     if config is None:
         cfg = config_mod.sample_config()
@@ -325,7 +325,7 @@ def export(
     ] = None,
 ) -> None:
     """Convert a build output to the format a trainer reads."""
-    from lima import export as export_mod
+    from lima.curate import export as export_mod
 
     n = export_mod.export(file, format.value, out, system=system)
     err_console.print(f"[green]wrote[/green] {out} ({n} examples, {format.value})")
@@ -340,7 +340,7 @@ def check_authored(
 ) -> None:
     """Validate hand-written example files (errors name file and line) and print the
     style report: responses that do not open with a short acknowledgement."""
-    from lima.sources import authored
+    from lima.curate.sources import authored
 
     examples = authored.parse(paths)
     counts: dict[str, int] = {}
@@ -371,7 +371,7 @@ def review_cmd(
     `lima-data build --out OUT` uses the accepted examples of every bucket you
     reviewed. Keys: a accept, r reject, e edit, Ctrl+Enter save, j/k move.
     """
-    from lima import review
+    from lima.curate import review
 
     server = review.serve(out, host, port, reviewer)
     err_console.print(
@@ -390,7 +390,7 @@ def stats(
     file: Annotated[Path, typer.Argument(help="A train/dev/test .jsonl or a candidates .parquet.")],
 ) -> None:
     """Print the paper's Table 1 for one dataset file."""
-    from lima.stats import table1
+    from lima.curate.stats import table1
 
     if file.suffix == ".parquet":
         frame = pl.read_parquet(file)

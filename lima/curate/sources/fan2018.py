@@ -5,7 +5,7 @@ stories can exercise the Pushshift path end to end.
 The source CSV is tokenised (``[ WP ]``, ````` ``...'' `````, ``do n't``) and
 carries no votes; the output undoes the tokenisation and leaves ``score`` out
 rather than invent one. Its ``completion`` column is model output and is
-ignored. Run ``python -m lima.sources.fan2018 CSV OUT_DIR``.
+ignored. Run ``python -m lima.curate.sources.fan2018 CSV OUT_DIR``.
 """
 
 from __future__ import annotations

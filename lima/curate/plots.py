@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lima.io import atomic_write
 
 if TYPE_CHECKING:
-    from lima.select import GroupReport
+    from lima.curate.select import GroupReport
 
 
 def funnel_stages(
