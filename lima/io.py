@@ -15,19 +15,74 @@ from typing import Any
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` to fill a temporary file, then rename it to ``path``."""
+    """Call ``write(tmp)`` to fill a temporary file beside ``path``, flush it to disk, then
+    rename it to ``path`` (and flush the folder, so the rename survives a power cut).
+
+    The temporary is ``.NAME.PID.XXXX.tmp``; one left behind by a process that was killed
+    (its pid no longer runs) is removed by the next write of the same file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphans(path)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         # mkstemp creates 0600; give the file the mode a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a folder; the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Delete the temporaries of ``path`` whose writer is gone; returns what was removed."""
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+    for p in candidates:
+        pid = p.name[len(prefix) :].split(".", 1)[0]
+        if p.name.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
+            try:
+                if p.is_dir():
+                    import shutil
+
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _umask() -> int:

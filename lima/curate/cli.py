@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lima import schema
-from lima.errors import ConfigError, LimaError
+from lima import commands, schema
+from lima.errors import ConfigError
 
 app = typer.Typer(
     help="Curate a LIMA-style alignment set from raw public dumps.",
@@ -26,6 +25,18 @@ scan_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(scan_app, name="scan")
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, commands.version_option("lima-data")] = False,
+) -> None:
+    """Curate a LIMA-style alignment set from raw public dumps.
+
+    Exit codes: 0 done, 1 bad input (the message names the file and where in it), 2 bad
+    usage, 130 interrupted.
+    """
+
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -385,31 +396,56 @@ def review_cmd(
         server.server_close()
 
 
+@app.command("config")
+def config_cmd(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="lima.toml to fill in; without it, the paper's defaults."),
+    ] = None,
+    samples: Annotated[
+        bool,
+        typer.Option(
+            "--samples", help="Print the config `build` uses without --config (the bundled dumps)."
+        ),
+    ] = False,
+) -> None:
+    """Print the effective build config as TOML: every key, defaults included.
+
+    Save it as a starting point (`lima-data config > lima.toml`) or check what a config
+    leaves to the defaults. examples/lima.toml is the paper's recipe with every key explained.
+    """
+    from lima.curate import config as config_mod
+
+    if config is not None and samples:
+        raise commands.UsageError("--config and --samples name two different configs; give one")
+    if config is not None:
+        cfg = config_mod.load(config)
+        where = f"{config} with the defaults filled in; relative paths resolve against " + str(
+            config.resolve().parent
+        )
+    elif samples:
+        cfg = config_mod.sample_config()
+        where = "the bundled sample dumps (what `lima-data build` uses without --config)"
+    else:
+        cfg = config_mod.BuildConfig()
+        where = "the paper's defaults (no inputs given)"
+    typer.echo(f"# lima-data config: {where}\n" + cfg.to_toml(), nl=False)
+
+
 @app.command()
 def stats(
     file: Annotated[Path, typer.Argument(help="A train/dev/test .jsonl or a candidates .parquet.")],
 ) -> None:
-    """Print the paper's Table 1 for one dataset file."""
+    """Print the paper's Table 1 for one dataset file: a build's .jsonl, its `messages` or
+    ShareGPT export, or a candidates .parquet."""
+    from lima.curate.export import read_dataset
     from lima.curate.stats import table1
 
-    if file.suffix == ".parquet":
-        frame = pl.read_parquet(file)
-    else:
-        frame = pl.read_ndjson(file, schema_overrides={"conversations": pl.List(pl.String)})
-    if "conversations" not in frame.columns or "source" not in frame.columns:
-        raise ConfigError(f"{file}: needs 'conversations' and 'source' columns")
-    typer.echo(table1({file.name: frame}))
+    typer.echo(table1({file.name: read_dataset(file)}))
 
 
 def main() -> None:
-    try:
-        app()
-    except (LimaError, FileNotFoundError, PermissionError, ValueError) as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/red]")
-        sys.exit(130)
+    commands.run(app)
 
 
 if __name__ == "__main__":

@@ -115,11 +115,15 @@ class DialogueConfig:
     require_review: bool = True
 
 
+#: just-eval's example_data.json ships with lima; its ``dataset == "lima"`` rows are the paper's
+#: own 300 test prompts.
+LIMA_TEST_PROMPTS = "package:lima/samples/eval/just_eval_example_data.json"
+
+
 @dataclass
 class TestConfig:
-    # The paper's own 300 test prompts (just-eval's example_data.json, dataset == "lima"),
-    # written as test_lima.jsonl when set.
-    lima_prompts: str | None = None
+    # The paper's own 300 test prompts, written as test_lima.jsonl; "" writes none.
+    lima_prompts: str = LIMA_TEST_PROMPTS
 
 
 @dataclass
@@ -190,6 +194,22 @@ class BuildConfig:
         d = dataclasses.asdict(self)
         d.pop("base_dir")
         return d
+
+    def to_toml(self) -> str:
+        """The effective config as TOML that ``from_dict`` reads back to the same config: every
+        key, defaults included. Paths are written as given (relative ones resolve against the
+        config's folder, ``base_dir``). Unset keys (``None``) are left out: TOML has no null,
+        and a missing key means the same."""
+        import tomli_w
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items() if v is not None}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        return str(tomli_w.dumps(clean(self.to_dict())))
 
 
 # The paper's ablations (section 5): what each preset changes. Every other value stays.
@@ -301,5 +321,4 @@ def sample_config() -> BuildConfig:
     cfg.dialogues.authored_quota = 2
     cfg.dialogues.mined_quota = 3
     cfg.ablation = AblationConfig(diversity_size=20, quality_size=20, quantity_sizes=[5, 10, 20])
-    cfg.test.lima_prompts = "package:lima/samples/eval/just_eval_example_data.json"
     return cfg
