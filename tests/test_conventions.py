@@ -37,11 +37,13 @@ def _keys(cls: Any, where: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return out
 
 
-def test_version_flag() -> None:
+@pytest.mark.parametrize("prog", ["lima-data", "lima-train", "lima-eval"])
+def test_version_flag(prog: str) -> None:
     from lima import __version__
 
-    proc = run_cli("--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"lima-data {__version__}"
+    exe = Path(sys.executable).parent / prog
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"{prog} {__version__}", proc.stderr
 
 
 def test_config_prints_every_key_and_reads_back() -> None:
@@ -172,8 +174,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path)
     ]
 
 
-@pytest.mark.parametrize("prog", ["lima-data"])
-def test_usage_errors_exit_2_and_bad_input_exits_1(prog: str, tmp_path: Path) -> None:
+def test_usage_errors_exit_2_and_bad_input_exits_1(tmp_path: Path) -> None:
     assert run_cli("no-such-command").returncode == 2
     assert run_cli("build", "--no-such-option").returncode == 2
     bad = tmp_path / "x.toml"

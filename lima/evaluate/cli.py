@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from lima import commands
 from lima.errors import LimaError
 
 if TYPE_CHECKING:
@@ -31,6 +32,11 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _root(version: Annotated[bool, commands.version_option("lima-eval")] = False) -> None:
+    """Evaluate as in the paper. Exit codes: 0 done, 1 bad input, 2 bad usage."""
 
 
 def _fail(e: Exception) -> NoReturn:

@@ -151,6 +151,11 @@ def main() -> None:
             skip = m.group(1) is None
             continue
         cleaned.append(arg)
+    if cleaned[:1] == ["--version"]:
+        from lima import __version__
+
+        print(f"lima-train {__version__}")
+        return
     if cleaned and cleaned[0] in ("estimate", "check"):
         tools_app(cleaned, prog_name="lima-train")
     else:
