@@ -125,22 +125,37 @@ def sha256_text(text: str) -> str:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` for each non-blank line of a JSONL file; a line that is not
-    JSON stops it with an error naming the file, line and column."""
+    """``(line number, value)`` for each non-blank line of a JSONL file (a UTF-8 byte-order
+    mark at the start is allowed). A line that is not JSON, not UTF-8 or nested too deeply stops
+    it with an error naming the file, line and column or byte."""
     from lima.errors import ConfigError
 
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a JSONL file")
     try:
-        fh = path.open(encoding="utf-8")
+        fh = path.open("rb")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     with fh:
-        for lineno, line in enumerate(fh, 1):
+        offset = 0
+        for lineno, raw in enumerate(fh, 1):
+            start, offset = offset, offset + len(raw)
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw, start = raw[3:], 3
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(
+                    f"{path}:{lineno}: not UTF-8 (byte {start + e.start} of the file)"
+                ) from None
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
                 raise ConfigError(f"{path}:{lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+            except RecursionError:
+                raise ConfigError(f"{path}:{lineno}: JSON nested too deeply") from None
 
 
 def open_store(path: Path, schema: str, what: str) -> sqlite3.Connection:

@@ -40,6 +40,10 @@ def _root(
 
 err_console = Console(stderr=True, soft_wrap=True)
 
+# The ranges the native scanners take (u64 seeds, i64 scores and lengths).
+U64 = 2**64 - 1
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+
 
 class OnError(enum.StrEnum):
     fail = "fail"
@@ -93,10 +97,18 @@ def scan_stackexchange(
             "--on-error", help="fail: stop at the first bad record; skip: count it, go on."
         ),
     ] = OnError.fail,
-    seed: Annotated[int, typer.Option(help="Seed of the title-or-body prompt choice.")] = 0,
-    min_score: Annotated[int, typer.Option(help="Lowest top-answer score kept.")] = 10,
-    min_chars: Annotated[int, typer.Option(help="Shortest answer kept, in characters.")] = 1200,
-    max_chars: Annotated[int, typer.Option(help="Longest answer kept, in characters.")] = 4096,
+    seed: Annotated[
+        int, typer.Option(min=0, max=U64, help="Seed of the title-or-body prompt choice.")
+    ] = 0,
+    min_score: Annotated[
+        int, typer.Option(min=I64_MIN, max=I64_MAX, help="Lowest top-answer score kept.")
+    ] = 10,
+    min_chars: Annotated[
+        int, typer.Option(min=0, max=I64_MAX, help="Shortest answer kept, in characters.")
+    ] = 1200,
+    max_chars: Annotated[
+        int, typer.Option(min=0, max=I64_MAX, help="Longest answer kept, in characters.")
+    ] = 4096,
     sites_file: Annotated[
         Path | None,
         typer.Option(help="CSV (site,group) that overrides the shipped STEM/other table."),
@@ -177,7 +189,10 @@ def scan_pushshift(
         typer.Option("--on-error", help="fail: stop at the first bad line; skip: count it, go on."),
     ] = OnError.fail,
     min_score: Annotated[
-        int | None, typer.Option(help="Drop submissions and comments scored below this.")
+        int | None,
+        typer.Option(
+            min=I64_MIN, max=I64_MAX, help="Drop submissions and comments scored below this."
+        ),
     ] = None,
 ) -> None:
     """Write the submissions and comments of a subreddit, one row each.
@@ -239,7 +254,9 @@ def build(
         typer.Option("--config", help="lima.toml; without it, the bundled sample dumps are used."),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out"),
-    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=U64, help="Override the config's seed.")
+    ] = None,
     preset: Annotated[
         Preset | None,
         typer.Option(
@@ -441,7 +458,10 @@ def stats(
     from lima.curate.export import read_dataset
     from lima.curate.stats import table1
 
-    typer.echo(table1({file.name: read_dataset(file)}))
+    frame = read_dataset(file)
+    if frame.height == 0:
+        raise ConfigError(f"{file}: holds no examples")
+    typer.echo(table1({file.name: frame}))
 
 
 def main() -> None:

@@ -162,6 +162,8 @@ class BuildConfig:
         return path if path.is_absolute() else Path(self.base_dir) / path
 
     def validate(self, origin: str) -> None:
+        if not 0 <= self.seed < 2**64:
+            raise ConfigError(f"{origin}: seed must be in 0..2^64-1, got {self.seed}")
         if self.on_error not in ("fail", "skip"):
             raise ConfigError(f"{origin}: on_error must be 'fail' or 'skip'")
         se = self.stackexchange
@@ -272,12 +274,23 @@ def from_dict(data: dict[str, Any], origin: str = "<config>", base_dir: str = ".
 
 
 def load(path: Path) -> BuildConfig:
+    """Read and validate a ``lima.toml``; every problem is a ``ConfigError`` naming the file."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a lima.toml file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: byte {e.start}: not UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a lima config") from None
     try:
         return from_dict(data, str(path), str(path.parent))
     except ConfigError as e:

@@ -73,9 +73,13 @@ def read_dataset(path: Path) -> pl.DataFrame:
 
 def _from_json_list(path: Path) -> pl.DataFrame:
     try:
-        items = json.loads(path.read_text(encoding="utf-8-sig"))
+        items = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise LimaError(f"{path}: byte {e.start}: not UTF-8") from None
     except json.JSONDecodeError as e:
         raise LimaError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise LimaError(f"{path}: JSON nested too deeply") from None
     if not isinstance(items, list):
         raise LimaError(f"{path}: expected a JSON list")
     first = items[0] if items and isinstance(items[0], dict) else {}

@@ -79,7 +79,7 @@ def parse_file(path: Path, seen: dict[str, str] | None = None) -> tuple[list[Aut
     seen = {} if seen is None else seen
     problems: list[str] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
         return [], [f"{path}: byte {e.start}: not UTF-8"]
     out: list[Authored] = []
@@ -173,6 +173,8 @@ def parse(paths: list[Path]) -> list[Authored]:
     problems: list[str] = []
     for path in paths:
         files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        if not files:
+            problems.append(f"{path}: a folder with no *.txt example files")
         for f in files:
             ex, pr = parse_file(f, seen)
             examples.extend(ex)
