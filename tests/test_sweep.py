@@ -104,7 +104,7 @@ def test_lima_data_names_the_file_and_never_raises(
         ],
         ["scan", "pushshift", str(WP), "-o", "x.parquet", "--min-score", str(-(2**63) - 1)],
         ["build", "--seed", str(2**64), "--out", "x"],
-    ],  # fmt: skip
+    ],
     ids=["negative seed", "score past i64", "score below i64", "seed past u64"],
 )
 def test_out_of_range_numbers_are_usage_errors(
