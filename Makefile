@@ -8,6 +8,12 @@ NATIVE := lima/_core.abi3.so
 RUST_SRC := $(shell find rust_core/src -name '*.rs') rust_core/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
 DEMO_OUT ?= out/demo
 
+# rustup puts cargo in ~/.cargo/bin, which a login shell's profile adds to PATH; a bare
+# environment (cron, `env -i`, a CI runner) may not have it, so look there too.
+ifeq ($(shell command -v cargo 2>/dev/null),)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+endif
+
 .DEFAULT_GOAL := help
 TRAIN_OUT ?= runs/tiny-cpu
 .PHONY: help install demo train-demo test test-rust test-python lint fmt bench bench-gpu wheel clean
