@@ -173,3 +173,15 @@ def test_real_answers_judged_anew(
     path = {"beer": beer_posts_xml, "qc": QC / "Posts.xml", "coffee": COFFEE / "Posts.xml"}
     _, reason = _core.check_answer(bodies(path[dump])[aid])
     assert reason == new, old
+
+
+def test_users_from_the_archive_beside_a_split_dump(tmp_path: Path, beer_posts_xml: Path) -> None:
+    """Stack Overflow's layout: SITE-Posts.7z and SITE-Users.7z side by side."""
+    import py7zr
+
+    for table in ("Posts", "Users"):
+        with py7zr.SevenZipFile(tmp_path / f"beer.stackexchange.com-{table}.7z", "w") as z:
+            z.write(beer_posts_xml.parent / f"{table}.xml", arcname=f"{table}.xml")
+    _, split = _core.scan_stackexchange(tmp_path / "beer.stackexchange.com-Posts.7z")
+    _, whole = _core.scan_stackexchange(BEER_7Z)
+    assert split["users"] == whole["users"] and split["users"]["named"] == 36

@@ -239,6 +239,16 @@ pub fn scan_site(
         if let Some(names) = early {
             attribute(&mut pairs, &names, &mut users);
         }
+        // Stack Overflow ships one archive per table: stackoverflow.com-Users.7z.
+        if let Some(sibling) = users_archive_beside(&file).filter(|_| !users.found) {
+            users.found = true;
+            let ids = owner_ids(&pairs);
+            let names =
+                input::read_site_member(&sibling, "Users.xml", progress.clone(), |r, l| {
+                    read_names(r, l, Some(&ids), opts, &progress, &mut users)
+                })?;
+            attribute(&mut pairs, &names, &mut users);
+        }
         return Ok((pairs, funnel, users));
     }
     let (mut pairs, funnel) = scan::scan_path(&file, filters, opts, progress.clone())?;
@@ -259,6 +269,18 @@ pub fn scan_site(
         attribute(&mut pairs, &names, &mut users);
     }
     Ok((pairs, funnel, users))
+}
+
+/// `SITE-Users.7z` beside `SITE-Posts.7z`, when it exists.
+fn users_archive_beside(posts: &Path) -> Option<std::path::PathBuf> {
+    let name = posts.file_name()?.to_str()?;
+    let stem = name
+        .len()
+        .checked_sub("-Posts.7z".len())
+        .filter(|&at| name.is_char_boundary(at) && name[at..].eq_ignore_ascii_case("-Posts.7z"))
+        .map(|at| &name[..at])?;
+    let users = posts.with_file_name(format!("{stem}-Users.7z"));
+    users.is_file().then_some(users)
 }
 
 #[cfg(test)]
