@@ -152,7 +152,7 @@ def test_unfillable_quota_is_reported(tmp_path: Path) -> None:
         "build", "--config", str(write_config(tmp_path, stem=25)), "--out", str(tmp_path / "cli")
     )
     assert proc.returncode == 0, proc.stderr
-    assert "short by 6" in proc.stderr
+    assert "short by 8" in proc.stderr
 
 
 def write_config(tmp_path: Path, stem: int) -> Path:

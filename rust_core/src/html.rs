@@ -873,6 +873,16 @@ impl Writer {
         if sup && attached && before.is_some_and(|c| c.is_ascii_digit()) && is_ordinal(&body) {
             return; // 20<sup>th</sup>: plain "20th"
         }
+        if body.chars().count() >= 3
+            && body.chars().all(char::is_alphabetic)
+            && !mappable(&body, sup)
+        {
+            // A raised word ("Benioff<sup>study</sup>", a citation): a word of the sentence.
+            if attached {
+                self.out.insert(at + leading_gap, ' ');
+            }
+            return;
+        }
         let mapped: Option<String> = body
             .chars()
             .map(|c| if sup { superscript(c) } else { subscript(c) })
@@ -1262,6 +1272,11 @@ fn subscript(c: char) -> Option<char> {
         "0123456789+-−=()aeoxhklmnpstijruv",
         "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎ₐₑₒₓₕₖₗₘₙₚₛₜᵢⱼᵣᵤᵥ",
     )
+}
+
+fn mappable(body: &str, sup: bool) -> bool {
+    body.chars()
+        .all(|c| if sup { superscript(c) } else { subscript(c) }.is_some())
 }
 
 fn lookup(c: char, from: &str, to: &str) -> Option<char> {

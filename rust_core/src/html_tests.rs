@@ -6,6 +6,12 @@ use super::*;
 const CASES: &[(&str, &str)] = &[
     // beer a93
     ("<p>Pair it with baked, broiled, or grilled whitefish.<sup>1</sup>  Of course, how you cook it matters.</p>", "Pair it with baked, broiled, or grilled whitefish.¹ Of course, how you cook it matters."),
+    // qc a1241: a citation raised after a name
+    (
+        "<p><a href=\"https://en.wikipedia.org/wiki/Paul_Benioff\">Paul Benioff</a> <sup><a href=\"https://doi.org/10.1007%2FBF01011339\">study</a></sup> and Yuri Manin</p>",
+        "Paul Benioff study and Yuri Manin",
+    ),
+    ("<p>Mass<sup>kg</sup></p>", "Mass^(kg)"),
     // beer a376
     ("<p>Regular beers served only on CO<sub>2</sub>.  For stouts, the fuller head.</p>", "Regular beers served only on CO₂. For stouts, the fuller head."),
     // qc a1361
