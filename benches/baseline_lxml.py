@@ -1,16 +1,16 @@
 """A plain-Python Stack Exchange scanner written as the benchmark's baseline:
-lxml ``iterparse`` plus the same join and the same filters as ``lima``.
+lxml ``iterparse`` plus the same join as ``lima``.
 
-It is also the test suite's independent reference: on the real dumps its
-funnel must equal the native scanner's, count for count. To compare the
-parsing, join and filters rather than two HTML converters, it converts the
-few candidate answers with lima's converter (``lima._core.html_to_markdown``);
+It is also the test suite's independent reference for the parsing and the
+join: on the real dumps its funnel must equal the native scanner's, count for
+count. To compare those rather than two HTML converters and two filter sets,
+it judges the few candidate answers with lima's own converter and style
+filters (``lima._core.check_answer``, which has its own table-driven tests);
 that only makes the baseline faster than a pure-Python one.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable
 from typing import IO, Any
@@ -19,7 +19,10 @@ from lxml import etree
 
 from lima import _core
 
-REASONS = ("first_person", "refers_to_other_answers", "score_below_min", "too_long", "too_short")
+REASONS = (
+    "first_person", "mostly_links", "refers_to_other_answers", "refers_to_removed_image",
+    "score_below_min", "too_long", "too_short",
+)  # fmt: skip
 
 
 class Filters:
@@ -33,31 +36,20 @@ class Filters:
         reference_phrases: Iterable[str] | None = None,
     ) -> None:
         self.enabled, self.min_score = enabled, min_score
-        self.min_chars, self.max_chars = min_chars, max_chars
-        words = set()
-        for w in first_person_words:
-            words.update({w, w[:1].upper() + w[1:]})
-        self.words = words
-        phrases = reference_phrases or _core.default_reference_phrases()
-        self.phrases = [" ".join(p.lower().split()) for p in phrases]
+        self.options: dict[str, Any] = {
+            "min_chars": min_chars,
+            "max_chars": max_chars,
+            "first_person_words": list(first_person_words),
+        }
+        if reference_phrases is not None:
+            self.options["reference_phrases"] = list(reference_phrases)
 
     def score_ok(self, score: int) -> bool:
         return not self.enabled or score >= self.min_score
 
-    def check(self, markdown: str, prose: str) -> str | None:
-        if not self.enabled:
-            return None
-        n = len(markdown)
-        if n < self.min_chars:
-            return "too_short"
-        if n > self.max_chars:
-            return "too_long"
-        if any(tok in self.words for tok in re.split(r"[^\w]|_", prose)):
-            return "first_person"
-        flat = " ".join(prose.split()).lower()
-        if any(p in flat for p in self.phrases):
-            return "refers_to_other_answers"
-        return None
+    def check(self, html: str) -> tuple[str, str | None]:
+        markdown, reason = _core.check_answer(html, **self.options)
+        return markdown, reason if self.enabled else None
 
 
 def scan(
@@ -86,8 +78,7 @@ def scan(
             answered[parent] = answered.get(parent, 0) + 1
             cands = best.get(parent)
             if f.score_ok(score) and (not cands or score >= cands[0][0]):
-                markdown, prose = _core.html_to_markdown(a["Body"])
-                reason = f.check(markdown, prose)
+                markdown, reason = f.check(a["Body"])
                 entry = (score, aid, reason, markdown if reason is None else None)
                 if cands and score > cands[0][0]:
                     cands.clear()

@@ -10,6 +10,9 @@ __all__ = [
     "LimaError",
     "Progress",
     "__version__",
+    "check_answer",
+    "default_image_phrases",
+    "default_numeral_words",
     "default_reference_phrases",
     "html_to_markdown",
     "scan_comments",
@@ -47,9 +50,36 @@ def scan_stackexchange(
     min_chars: int = 1200,
     max_chars: int = 4096,
     first_person_words: list[str] | None = None,
+    numeral_words: list[str] | None = None,
     reference_phrases: list[str] | None = None,
+    image_references: bool = True,
+    image_phrases: list[str] | None = None,
+    max_link_list_share: float = 0.5,
+    bullet: str = "* ",
+    blank_line_between_paragraphs: bool = False,
+    inline_code_backticks: bool = True,
+    escape_markdown: bool = True,
+    max_depth: int = 8,
+    users: bool = True,
     max_line_bytes: int = 67108864,
 ) -> tuple[ArrowBatches, dict[str, Any]]: ...
+def check_answer(
+    html: str,
+    *,
+    min_chars: int = 1200,
+    max_chars: int = 4096,
+    first_person_words: list[str] | None = None,
+    numeral_words: list[str] | None = None,
+    reference_phrases: list[str] | None = None,
+    image_references: bool = True,
+    image_phrases: list[str] | None = None,
+    max_link_list_share: float = 0.5,
+    bullet: str = "* ",
+    blank_line_between_paragraphs: bool = False,
+    inline_code_backticks: bool = True,
+    escape_markdown: bool = True,
+    max_depth: int = 8,
+) -> tuple[str, str | None]: ...
 def scan_pushshift(
     path: str | PathLike[str],
     *,
@@ -73,3 +103,5 @@ def scan_comments(
 ) -> tuple[ArrowBatches, dict[str, Any]]: ...
 def html_to_markdown(html: str) -> tuple[str, str]: ...
 def default_reference_phrases() -> list[str]: ...
+def default_numeral_words() -> list[str]: ...
+def default_image_phrases() -> list[str]: ...

@@ -40,6 +40,9 @@ META = pl.Struct(
         "category_source": pl.String,
         "file": pl.String,
         "line": pl.Int64,
+        # Stack Exchange: who asked (the prompt is their title or body), named for attribution
+        "asker": pl.String,
+        "asker_url": pl.String,
     }
 )
 

@@ -34,7 +34,7 @@ def beer_posts_xml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     d = tmp_path_factory.mktemp("beer") / "beer.stackexchange.com"
     with py7zr.SevenZipFile(BEER_7Z) as z:
-        z.extract(path=d, targets=["Posts.xml"])
+        z.extract(path=d, targets=["Posts.xml", "Users.xml"])
     return d / "Posts.xml"
 
 

@@ -50,7 +50,7 @@ def test_scan_writes_parquet_and_funnel(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet(out)
-    assert frame.schema == schema.SCHEMA and len(frame) == 17 + 3
+    assert frame.schema == schema.SCHEMA and len(frame) == 18 + 3
     report = json.loads(stats.read_text())
     assert [f["status"] for f in report["files"]] == ["scanned", "scanned", "skipped"]
     assert report["files"][2]["reason"] == "meta_site"

@@ -9,7 +9,13 @@ import polars as pl
 import pytest
 from conftest import BEER_7Z, COFFEE, QC
 
-from lima.curate.select import self_contained, site_weights, temperature_sample
+from lima.curate.select import (
+    DEICTIC_WORDS,
+    select_stackexchange,
+    self_contained,
+    site_weights,
+    temperature_sample,
+)
 from lima.curate.sites import load_groups
 from lima.curate.sources.stackexchange import FilterSettings, scan_site
 
@@ -68,19 +74,61 @@ def test_rank_within_a_site(unfiltered: pl.DataFrame) -> None:
     assert scores == sorted(qc["meta"].struct.field("answer_score").to_list(), reverse=True)[:5]
 
 
+def test_questions_ranked_by_question_score(unfiltered: pl.DataFrame) -> None:
+    """Within an exchange: self-contained titles first, then the highest question score."""
+    qc = unfiltered.filter(pl.col("domain") == "quantumcomputing.stackexchange.com")
+    chosen, _ = select_stackexchange(qc, {"stem": 30}, 3.0, 0, DEICTIC_WORDS, 4)
+    ok = chosen.select(self_contained(pl.col("meta").struct.field("title"), DEICTIC_WORDS, 4))
+    flags = ok.to_series().to_list()
+    assert flags == sorted(flags, reverse=True)
+    scores = chosen.filter(ok.to_series())["meta"].struct.field("question_score").to_list()
+    assert scores == sorted(scores, reverse=True) and len(scores) > 5
+    best = (
+        qc.filter(
+            pl.select(
+                self_contained(qc["meta"].struct.field("title"), DEICTIC_WORDS, 4)
+            ).to_series()
+        )["meta"]
+        .struct.field("question_score")
+        .max()
+    )
+    assert scores[0] == best
+
+
+def test_ties_are_broken_by_the_seed(unfiltered: pl.DataFrame) -> None:
+    tied = unfiltered.filter(pl.col("domain") == "coffee.stackexchange.com").with_columns(
+        meta=pl.col("meta").struct.with_fields(question_score=pl.lit(5, pl.Int64))
+    )
+    order = {
+        seed: select_stackexchange(tied, {"other": len(tied)}, 3.0, seed, [], 1, [], [])[0][
+            "id"
+        ].to_list()
+        for seed in (0, 0, 1)
+    }
+    again = select_stackexchange(tied, {"other": len(tied)}, 3.0, 0, [], 1, [], [])[0][
+        "id"
+    ].to_list()
+    assert order[0] == again
+    assert order[0] != order[1] and sorted(order[0]) == sorted(order[1])
+
+
 @pytest.mark.parametrize(
     ("title", "ok"),
     [
         ("What is the difference between an ale and a lager?", True),
         ("How do I brew coffee without a filter?", True),
+        ("How to brew coffee without a filter", True),  # opens with a question word
         ("Is this beer safe to drink?", False),  # leans on the body
         ("What does the following circuit do?", False),
+        ("What does the above circuit compute?", False),
+        ("Is it safe to drink?", True),  # "it" resolved by the infinitive
+        ("Why does it taste sour?", False),  # "it" stands for something in the body
+        ("Can they be brewed at home?", False),
+        ("How long does it take to ferment a lager?", True),
         ("Lager vs ale", False),  # not a question
         ("Why?", False),  # too short to stand alone
     ],
 )
 def test_self_contained_titles(title: str, ok: bool) -> None:
-    from lima.curate.config import DEICTIC_WORDS
-
     got = pl.select(self_contained(pl.lit(title), DEICTIC_WORDS, 4)).item()
     assert got is ok

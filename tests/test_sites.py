@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import xml.etree.ElementTree as ET
+from importlib import resources
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from conftest import COFFEE, DATA
 
-from lima.curate.sites import is_meta, load_groups, site_from_path
+from lima.curate.sites import SHIPPED, is_meta, load_groups, site_from_path
+from lima.curate.sources.stackexchange import scan_site, total_funnel
 from lima.errors import ConfigError
 
 
@@ -22,13 +25,45 @@ def main_sites() -> set[str]:
 
 def test_every_main_site_is_classified_once() -> None:
     groups = load_groups()
-    assert set(groups) == main_sites()
+    assert main_sites() <= set(groups)  # every 2018 main site, plus the ones launched since
+    rows = list(csv.DictReader(resources.files("lima.data").joinpath(SHIPPED).open()))
+    assert len({r["site"] for r in rows}) == len(rows) == len(groups) == 183
+    assert all(r["reason"].startswith(r["group"] + ":") for r in rows)
+    added = {r["site"] for r in rows if r["source"] != "sites_xml_2018"}
+    assert added == set(groups) - main_sites()
+    assert {"cardano.stackexchange.com", "genai.stackexchange.com"} <= added
     counts = {g: list(groups.values()).count(g) for g in ("stem", "other", "excluded")}
-    # the paper's split is 75 / 99 / 5 of 179; this 2018 list has 172 main sites
-    assert counts == {"stem": 74, "other": 93, "excluded": 5}
+    assert counts == {"stem": 87, "other": 91, "excluded": 5}
     assert groups["quantumcomputing.stackexchange.com"] == "stem"
     assert groups["beer.stackexchange.com"] == "other"
-    assert groups["ru.stackoverflow.com"] == "excluded"
+    # LIMA's released set has Portuguese and Spanish Stack Overflow examples
+    assert groups["pt.stackoverflow.com"] == groups["es.stackoverflow.com"] == "stem"
+    assert groups["codegolf.stackexchange.com"] == "excluded"
+
+
+def test_unknown_site_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "coffee.stackexchange.com"
+    d.mkdir()
+    (d / "Posts.xml").write_bytes((COFFEE / "Posts.xml").read_bytes())
+    groups = {k: v for k, v in load_groups().items() if k != "coffee.stackexchange.com"}
+    scan = scan_site(d, groups=groups, show_progress=False)
+    assert scan.group == "other"
+    assert scan.funnel["warnings"] == [
+        "coffee.stackexchange.com is not in the sites table; grouped as 'other'"
+    ]
+    assert total_funnel([scan])["warnings"] == [f"{d}: {scan.funnel['warnings'][0]}"]
+    assert "not in the sites table" in capsys.readouterr().err
+
+
+def test_site_named_in_the_config(tmp_path: Path) -> None:
+    d = tmp_path / "dump-2015"
+    d.mkdir()
+    (d / "Posts.xml").write_bytes((COFFEE / "Posts.xml").read_bytes())
+    with pytest.raises(ConfigError, match="cannot tell which site"):
+        scan_site(d, groups=load_groups(), show_progress=False)
+    scan = scan_site(d, groups=load_groups(), site="coffee.stackexchange.com", show_progress=False)
+    assert scan.site == "coffee.stackexchange.com" and scan.group == "other"
+    assert scan.frame["id"][0].startswith("se/coffee.stackexchange.com/")
 
 
 def test_overrides(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import polars as pl
 from lima import __version__, schema
 from lima.curate import card, dedup, evalsets, plots, review
 from lima.curate.config import BuildConfig
-from lima.curate.select import GroupReport, select_stackexchange
+from lima.curate.select import GroupReport, dedupe_questions, select_stackexchange
 from lima.curate.sites import is_meta, load_groups, site_from_path
 from lima.curate.sources import authored, dialogues, natural_instructions, reddit, wikihow
 from lima.curate.sources.stackexchange import SiteScan, scan_site, total_funnel
@@ -81,11 +81,17 @@ def _scan_cached(
     groups: dict[str, str],
     cache: Path,
     record: dict[str, Any],
+    site: str | None = None,
 ) -> SiteScan:
     se = cfg.stackexchange
+    settings = cfg.to_dict()["stackexchange"]
     key = {
         "input": record["files"],
-        "filters": cfg.to_dict()["stackexchange"]["filters"],
+        "filters": settings["filters"],
+        "markdown": settings["markdown"],
+        "site": site,
+        "users": se.users,
+        "label": label,
         "include_meta": se.include_meta,
         "groups": groups,
         "seed": cfg.seed,
@@ -96,12 +102,15 @@ def _scan_cached(
         scan = scan_site(
             path,
             groups=groups,
+            site=site,
             include_meta=se.include_meta,
             filters=se.filters,
+            style=se.markdown,
+            users=se.users,
             on_error=cfg.on_error,
             seed=cfg.seed,
+            label=label,
         )
-        scan.path = label
         return scan.frame, scan.report()
 
     frame, report = _cached(cache, path.name, key, compute)
@@ -185,7 +194,7 @@ def _site_groups(cfg: BuildConfig) -> dict[str, str]:
 
 def _stackexchange(
     cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]], filters: bool
-) -> tuple[pl.DataFrame, list[SiteScan]]:
+) -> tuple[pl.DataFrame, list[SiteScan], dict[str, Any]]:
     se = cfg.stackexchange
     groups = _site_groups(cfg)
     name = "stackexchange" if filters else "stackexchange_unfiltered"
@@ -194,18 +203,25 @@ def _stackexchange(
         run_cfg = copy.deepcopy(cfg)
         run_cfg.stackexchange.filters.enabled = False
     scans = []
-    for label in se.paths:
+    for entry in se.entries():
+        label = entry.path
         path = cfg.resolve(label)
         if not path.exists():
             raise FileNotFoundError(f"{path}: input dump not found (from config entry {label!r})")
         record = _input_record(label, path)
         if filters:
             inputs.append(record)
-        scans.append(_scan_cached(run_cfg, label, path, groups, out / "candidates" / name, record))
+        scans.append(
+            _scan_cached(
+                run_cfg, label, path, groups, out / "candidates" / name, record, entry.site
+            )
+        )
     frames = [s.frame for s in scans if s.status == "scanned"]
     candidates = pl.concat(frames) if frames else schema.empty()
+    # One example per question before the temperature weights see the counts.
+    candidates, duplicates = dedupe_questions(candidates)
     atomic_write(out / "candidates" / f"{name}.parquet", candidates.write_parquet)
-    return candidates, scans
+    return candidates, scans, duplicates
 
 
 def _wikihow(
@@ -249,12 +265,13 @@ def _authored(
 
 
 def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-    labels = cfg.dialogues.paths or cfg.stackexchange.paths
+    labels = cfg.dialogues.paths or [e.path for e in cfg.stackexchange.entries()]
+    named = {e.path: e.site for e in cfg.stackexchange.entries() if e.site}
     groups = _site_groups(cfg)
     frames, reports = [], []
     for label in labels:
         path = cfg.resolve(label)
-        site = (site_from_path(path) or "").lower()
+        site = (named.get(label) or site_from_path(path) or "").lower()
         if (is_meta(site) and not cfg.stackexchange.include_meta) or groups.get(site) == "excluded":
             reports.append({"path": label, "site": site, "skipped": "meta_or_excluded_site"})
             continue
@@ -286,10 +303,10 @@ def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str
 def gather(
     cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]]
 ) -> tuple[Pools, list[SiteScan], dict[str, Any]]:
-    se_rows, scans = _stackexchange(cfg, out, inputs, filters=True)
+    se_rows, scans, se_dupes = _stackexchange(cfg, out, inputs, filters=True)
     se_unfiltered = None
     if cfg.preset == "quality":
-        se_unfiltered, _ = _stackexchange(cfg, out, inputs, filters=False)
+        se_unfiltered, _, _ = _stackexchange(cfg, out, inputs, filters=False)
     wp, ask = cfg.reddit.writingprompts, cfg.reddit.askreddit
     wp_rows, wp_scans = _reddit(
         cfg, out, "writingprompts", wp.paths,
@@ -317,7 +334,11 @@ def gather(
     else:
         mined, dialogue_reports = schema.empty(), []
     funnel = {
-        "stackexchange": {"files": [s.report() for s in scans], "total": total_funnel(scans)},
+        "stackexchange": {
+            "files": [s.report() for s in scans],
+            "total": total_funnel(scans),
+            "duplicates": se_dupes,
+        },
         "reddit/writingprompts": {
             "files": [s.report() for s in wp_scans],
             "total": reddit.total_funnel(wp_scans),
@@ -429,8 +450,9 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
 
     def draw_se(pool: pl.DataFrame, quotas: dict[str, int], label: str) -> pl.DataFrame:
         chosen, reports = select_stackexchange(
-            pool, quotas, se.temperature, cfg.seed, se.not_self_contained_words, se.min_title_words
-        )
+            pool, quotas, se.temperature, cfg.seed, se.not_self_contained_words,
+            se.min_title_words, se.pronoun_words, se.question_words,
+        )  # fmt: skip
         for group, r in reports.items():
             reviewed = apply_review(pool.filter(pl.col("group") == group), decisions)
             if reviewed is not None:

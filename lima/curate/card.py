@@ -1,6 +1,6 @@
 """The dataset card (``README.md`` of a build): what is in it, where it came from, under
-which licences, and the attribution CC BY-SA asks for (author and link of every Stack
-Exchange answer)."""
+which licences, and what CC BY-SA asks for: the author and asker of every Stack Exchange
+example with links, the licence of each, and a statement that the texts were changed."""
 
 from __future__ import annotations
 
@@ -21,6 +21,40 @@ SOURCE_NOTES = {
 }
 
 
+# What a build does to each source's texts; CC BY-SA and CC BY-NC-SA ask that changes be
+# indicated.
+CHANGES = {
+    "stackexchange": (
+        "question and answer HTML converted to Markdown; links reduced to their text (links "
+        "whose text was their address removed), images, struck-out text, footnote markers "
+        "and reference lines removed; the question's title or body taken as the prompt"
+    ),
+    "dialogue": "comment threads under Stack Exchange answers edited into turns",
+    "wikihow": "article HTML converted to text; links, images and some sections removed",
+    "reddit": "posts taken as written; prompts stripped of their [WP] tags",
+    "natural_instructions": "one instance per task, its definition and input joined as the prompt",
+    "authored": "written for this set",
+}
+
+# Hugging Face licence identifiers of the licences the sources carry.
+HF_LICENSES = {
+    "CC BY-SA 2.5": "cc-by-sa-2.5",
+    "CC BY-SA 3.0": "cc-by-sa-3.0",
+    "CC BY-SA 4.0": "cc-by-sa-4.0",
+    "CC BY-NC-SA 3.0": "cc-by-nc-sa-3.0",
+    "CC BY 4.0": "cc-by-4.0",
+    "Apache-2.0": "apache-2.0",
+    "MIT": "mit",
+}
+
+
+def front_matter_licenses(licences: list[str]) -> list[str]:
+    """The ``license:`` list of the card's front matter; ``other`` for any licence without
+    an identifier (Reddit posts carry none)."""
+    ids = {HF_LICENSES.get(x, "other") for x in licences}
+    return sorted(ids) or ["other"]
+
+
 def _esc(text: str | None) -> str:
     return (
         (text or "").replace("|", "\\|").replace("[", "\\[").replace("]", "\\]").replace("\n", " ")
@@ -28,9 +62,13 @@ def _esc(text: str | None) -> str:
 
 
 def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> str:
+    every = pl.concat([f.select("source", "license") for f in splits.values()])
+    all_licences = sorted({x for x in every["license"].to_list() if x})
     lines = [
         "---",
         "language: en",
+        "license:",
+        *[f"- {x}" for x in front_matter_licenses(all_licences)],
         "task_categories: [text-generation]",
         "pretty_name: LIMA-style alignment set built by lima",
         "---",
@@ -60,7 +98,6 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> s
         "| source | examples (all splits) | licence |",
         "|---|---|---|",
     ]
-    every = pl.concat([f.select("source", "license") for f in splits.values()])
     counts = dict(every.group_by("source").len().sort("source").rows())
     for source, n in counts.items():
         name, note = SOURCE_NOTES.get(source, (source, ""))
@@ -68,6 +105,15 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> s
             {x for x in every.filter(pl.col("source") == source)["license"].to_list() if x}
         )
         lines.append(f"| {name} | {n} | {note}{': ' + ', '.join(licences) if licences else ''} |")
+    lines += ["", "## Changes were made", ""]
+    lines.append("The texts are not the originals. Under each licence, these changes were made:")
+    lines.append("")
+    for licence in all_licences:
+        sources = sorted(set(every.filter(pl.col("license") == licence)["source"].to_list()))
+        what = "; ".join(
+            f"{SOURCE_NOTES.get(s, (s, ''))[0]}: {CHANGES[s]}" for s in sources if s in CHANGES
+        )
+        lines.append(f"- {licence}: {what or 'taken as written'}.")
     lines += [
         "",
         "wikiHow text is CC BY-NC-SA 3.0: a set that contains it may not be used commercially. "
@@ -91,10 +137,16 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> s
         lines.append("No Stack Exchange content in this build.")
     for r in se.iter_rows(named=True):
         m = r["meta"]
-        author = _esc(m.get("author"))
-        author_md = f"[{author}]({m['author_url']})" if m.get("author_url") else author
+        credits = [f"answer by {_person(m.get('author'), m.get('author_url'))}"]
+        if m.get("asker") or m.get("asker_url"):
+            credits.append(f"question by {_person(m.get('asker'), m.get('asker_url'))}")
         lines.append(
-            f"- [{_esc(m.get('title')) or r['id']}]({m['url']}) — answer by {author_md}, "
+            f"- [{_esc(m.get('title')) or r['id']}]({m['url']}) — {', '.join(credits)}, "
             f"{r['license'] or 'CC BY-SA'}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _person(name: str | None, url: str | None) -> str:
+    shown = _esc(name) or "unknown"
+    return f"[{shown}]({url})" if url else shown

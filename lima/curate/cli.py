@@ -118,8 +118,10 @@ def scan_stackexchange(
 
     The top answer is the highest-scored (ties: the accepted one, then the
     lowest id). Filters: score >= 10, 1200..4096 characters, no first-person
-    words, no references to other answers. Every answer read is counted in the
-    funnel under the reason it was dropped.
+    words in the author's prose (not code, math or quotes), no references to
+    other answers or posters, no pointer at a removed image, not mostly bare
+    links. Every answer read is counted in the funnel under the reason it was
+    dropped. Authors and askers are named from the dump's Users.xml.
     """
     from lima.curate.sites import load_groups
     from lima.curate.sources.stackexchange import FilterSettings, scan_site, total_funnel

@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from lima.curate.dedup import DedupSettings
+from lima.curate.select import DEICTIC_WORDS, PRONOUN_WORDS, QUESTION_WORDS
 from lima.curate.sources.natural_instructions import NaturalInstructionsSettings
 from lima.curate.sources.reddit import AskRedditSettings, WritingPromptsSettings
-from lima.curate.sources.stackexchange import FilterSettings
+from lima.curate.sources.stackexchange import FilterSettings, MarkdownStyle
 from lima.curate.sources.wikihow import WikiHowSettings
 from lima.errors import ConfigError
-
-# Words that make a title lean on its body ("Is this safe?", "What does the
-# following mean?"): such a title is not a self-contained question.
-DEICTIC_WORDS = [
-    "this", "these", "that", "those", "it", "here", "above", "below", "following", "attached",
-]  # fmt: skip
 
 
 @dataclass
@@ -35,18 +30,37 @@ class Quota:
 
 
 @dataclass
+class SitePath:
+    """A dump whose file or folder name does not say its site."""
+
+    path: str
+    site: str | None = None
+
+
+@dataclass
 class StackExchangeConfig:
     """Stack Exchange: 200 STEM + 200 other, sites drawn with temperature 3."""
 
-    paths: list[str] = field(default_factory=list)
+    # Each entry a path, or {path = "...", site = "beer.stackexchange.com"}.
+    paths: list[str | SitePath] = field(default_factory=list)
     quota: Quota = field(default_factory=Quota)
     temperature: float = 3.0
     include_meta: bool = False
     sites_file: str | None = None
     site_groups: dict[str, str] = field(default_factory=dict)
     filters: FilterSettings = field(default_factory=FilterSettings)
+    markdown: MarkdownStyle = field(default_factory=MarkdownStyle)
+    # Self-contained titles first (select.self_contained): no deictic word, no unresolved
+    # pronoun, a question (ends with '?' or opens with a question word), min_title_words.
     not_self_contained_words: list[str] = field(default_factory=lambda: list(DEICTIC_WORDS))
+    pronoun_words: list[str] = field(default_factory=lambda: list(PRONOUN_WORDS))
+    question_words: list[str] = field(default_factory=lambda: list(QUESTION_WORDS))
     min_title_words: int = 4
+    # Name authors and askers from the dump's Users.xml (else "user N").
+    users: bool = True
+
+    def entries(self) -> list[SitePath]:
+        return [p if isinstance(p, SitePath) else SitePath(p) for p in self.paths]
 
 
 @dataclass
@@ -191,6 +205,12 @@ class BuildConfig:
         f = se.filters
         if f.min_chars > f.max_chars:
             raise ConfigError(f"{origin}: stackexchange.filters.min_chars exceeds max_chars")
+        if not 0 <= f.max_link_list_share <= 1:
+            raise ConfigError(
+                f"{origin}: stackexchange.filters.max_link_list_share must be in [0, 1]"
+            )
+        if se.markdown.max_depth < 1:
+            raise ConfigError(f"{origin}: stackexchange.markdown.max_depth must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -237,6 +257,13 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:
+            # str | Table: the one whose kind the value has
+            for alt in inner:
+                if (dataclasses.is_dataclass(alt) and isinstance(value, dict)) or (
+                    alt in (int, float, str, bool) and type(value) is alt
+                ):
+                    return _coerce(value, alt, where)
         return _coerce(value, inner[0], where)
     if origin is list:
         if not isinstance(value, list):

@@ -1,8 +1,10 @@
 """Which Stack Exchange sites are STEM, other, or excluded.
 
 The shipped table (``lima/data/stackexchange_sites.csv``, with the reasoning in
-``stackexchange_sites.md``) covers every main site of the 2018 ``Sites.xml``.
-A user table or per-site overrides from the config take precedence.
+``stackexchange_sites.md``) covers every main site of the 2018 ``Sites.xml`` and
+the sites launched since that we know of, each with a one-line reason. A user
+table or per-site overrides from the config take precedence. A site that is in
+no table is scanned as ``other`` with a warning (see ``sources.stackexchange``).
 """
 
 from __future__ import annotations

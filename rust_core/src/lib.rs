@@ -13,6 +13,8 @@ pub mod lines;
 pub mod posts;
 pub mod pushshift;
 pub mod scan;
+pub mod tidy;
+pub mod users;
 
 #[cfg(feature = "python")]
 mod python;

@@ -93,6 +93,8 @@ pub fn for_each_attribute<'l>(
     let t = line.trim_start_matches('\u{feff}').trim();
     if t.is_empty()
         || t.starts_with("<?xml")
+        || t.get(..9)
+            .is_some_and(|d| d.eq_ignore_ascii_case("<!DOCTYPE"))
         || t.strip_prefix('<').and_then(|r| r.strip_suffix('>')) == Some(root)
     {
         return Ok(RowKind::Frame);
@@ -188,6 +190,8 @@ mod tests {
             ("<?xml version=\"1.0\" encoding=\"utf-8\"?>", Ok(None)),
             ("<posts>", Ok(None)),
             ("\u{feff}<?xml version=\"1.0\"?>", Ok(None)),
+            ("<!DOCTYPE posts>", Ok(None)),
+            ("<!doctype posts SYSTEM \"posts.dtd\">", Ok(None)),
             ("  <row Id=\"7\" PostTypeId=\"1\" />", Ok(Some("7"))),
             ("  <row PostTypeId=\"2\" Id=\"8\"/>", Ok(Some("8"))),
             ("  <row Id=\"7\" Id=\"8\" />", Err("bad attribute")),

@@ -20,10 +20,14 @@ use pyo3::types::{PyCapsule, PyDict};
 
 use crate::comments::{self, Comment, CommentFunnel};
 use crate::error::CoreError;
-use crate::filters::{FilterConfig, Filters, DEFAULT_REFERENCE_PHRASES};
+use crate::filters::{
+    FilterConfig, Filters, DEFAULT_IMAGE_PHRASES, DEFAULT_NUMERAL_WORDS, DEFAULT_REFERENCE_PHRASES,
+};
+use crate::html::Style;
 use crate::input::Progress;
 use crate::pushshift::{self, Kind, PushshiftOptions, RedditFunnel, RedditRow};
 use crate::scan::{self, Funnel, OnError, Pair, ScanOptions};
+use crate::users::{self, UsersFunnel};
 
 create_exception!(
     _core,
@@ -182,6 +186,7 @@ fn funnel_to_dict<'py>(py: Python<'py>, f: &Funnel) -> PyResult<Bound<'py, PyDic
     d.set_item("top_answers", f.top_answers)?;
     d.set_item("rejected", f.rejected.clone())?;
     d.set_item("kept", f.kept)?;
+    d.set_item("nesting_flattened", f.nesting_flattened)?;
     d.set_item("truncated", f.truncated)?;
     d.set_item("errors", f.errors.clone())?;
     Ok(d)
@@ -190,10 +195,15 @@ fn funnel_to_dict<'py>(py: Python<'py>, f: &Funnel) -> PyResult<Bound<'py, PyDic
 /// Scan one Stack Exchange site dump (`.7z`, folder, or `Posts.xml`) and
 /// return the (question, top answer) pairs that pass the filters as Arrow
 /// batches, with the funnel that accounts for every row and answer read.
+/// Owners are named from the site's `Users.xml` when `users` is set and the
+/// dump has one.
 #[pyfunction]
 #[pyo3(signature = (
     path, *, progress=None, on_error="fail", seed=0, filters=true, min_score=10,
-    min_chars=1200, max_chars=4096, first_person_words=None, reference_phrases=None,
+    min_chars=1200, max_chars=4096, first_person_words=None, numeral_words=None,
+    reference_phrases=None, image_references=true, image_phrases=None,
+    max_link_list_share=0.5, bullet="* ", blank_line_between_paragraphs=false,
+    inline_code_backticks=true, escape_markdown=true, max_depth=8, users=true,
     max_line_bytes=67_108_864,
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -208,23 +218,39 @@ fn scan_stackexchange<'py>(
     min_chars: usize,
     max_chars: usize,
     first_person_words: Option<Vec<String>>,
+    numeral_words: Option<Vec<String>>,
     reference_phrases: Option<Vec<String>>,
+    image_references: bool,
+    image_phrases: Option<Vec<String>>,
+    max_link_list_share: f64,
+    bullet: &str,
+    blank_line_between_paragraphs: bool,
+    inline_code_backticks: bool,
+    escape_markdown: bool,
+    max_depth: usize,
+    users: bool,
     max_line_bytes: usize,
 ) -> PyResult<(ArrowBatches, Bound<'py, PyDict>)> {
     let on_error = parse_on_error(on_error)?;
-    let config = FilterConfig {
-        enabled: filters,
+    let config = filter_config(
+        filters,
         min_score,
         min_chars,
         max_chars,
-        first_person_words: first_person_words.unwrap_or_else(|| vec!["I".into(), "my".into()]),
-        reference_phrases: reference_phrases.unwrap_or_else(|| {
-            DEFAULT_REFERENCE_PHRASES
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        }),
-    };
+        first_person_words,
+        numeral_words,
+        reference_phrases,
+        image_references,
+        image_phrases,
+        max_link_list_share,
+        Style {
+            bullet: bullet.to_string(),
+            blank_line_between_paragraphs,
+            inline_code_backticks,
+            escape: escape_markdown,
+            max_depth,
+        },
+    );
     let filters = Filters::new(config).map_err(to_py)?;
     let opts = ScanOptions {
         on_error,
@@ -234,14 +260,114 @@ fn scan_stackexchange<'py>(
     let progress = progress
         .map(|p| p.inner.clone())
         .unwrap_or_else(|| Arc::new(Progress::default()));
-    let (pairs, funnel) = py
-        .detach(move || scan::scan_path(&path, &filters, &opts, progress))
+    let (pairs, funnel, names) = py
+        .detach(move || {
+            if users {
+                users::scan_site(&path, &filters, &opts, progress)
+            } else {
+                scan::scan_path(&path, &filters, &opts, progress)
+                    .map(|(p, f)| (p, f, UsersFunnel::default()))
+            }
+        })
         .map_err(to_py)?;
     let batch = pairs_to_batch(&pairs)?;
-    Ok((
-        ArrowBatches { batch: Some(batch) },
-        funnel_to_dict(py, &funnel)?,
-    ))
+    let d = funnel_to_dict(py, &funnel)?;
+    let u = PyDict::new(py);
+    u.set_item("found", names.found)?;
+    u.set_item("rows_read", names.rows_read)?;
+    u.set_item("malformed_rows", names.malformed_rows)?;
+    u.set_item("named", names.named)?;
+    u.set_item("not_listed", names.not_listed)?;
+    u.set_item("truncated", names.truncated)?;
+    u.set_item("errors", names.errors)?;
+    d.set_item("users", u)?;
+    Ok((ArrowBatches { batch: Some(batch) }, d))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn filter_config(
+    enabled: bool,
+    min_score: i64,
+    min_chars: usize,
+    max_chars: usize,
+    first_person_words: Option<Vec<String>>,
+    numeral_words: Option<Vec<String>>,
+    reference_phrases: Option<Vec<String>>,
+    image_references: bool,
+    image_phrases: Option<Vec<String>>,
+    max_link_list_share: f64,
+    style: Style,
+) -> FilterConfig {
+    let d = FilterConfig::default();
+    FilterConfig {
+        enabled,
+        min_score,
+        min_chars,
+        max_chars,
+        first_person_words: first_person_words.unwrap_or(d.first_person_words),
+        numeral_words: numeral_words.unwrap_or(d.numeral_words),
+        reference_phrases: reference_phrases.unwrap_or(d.reference_phrases),
+        image_references,
+        image_phrases: image_phrases.unwrap_or(d.image_phrases),
+        max_link_list_share,
+        style,
+    }
+}
+
+/// Convert one answer body as the scanner does and judge it with the style
+/// filters (length, first person, references, images, link lists); returns
+/// (markdown, reason or None). The score filter is the scanner's.
+#[pyfunction]
+#[pyo3(signature = (
+    html, *, min_chars=1200, max_chars=4096, first_person_words=None, numeral_words=None,
+    reference_phrases=None, image_references=true, image_phrases=None,
+    max_link_list_share=0.5, bullet="* ", blank_line_between_paragraphs=false,
+    inline_code_backticks=true, escape_markdown=true, max_depth=8,
+))]
+#[allow(clippy::too_many_arguments)]
+fn check_answer(
+    py: Python<'_>,
+    html: &str,
+    min_chars: usize,
+    max_chars: usize,
+    first_person_words: Option<Vec<String>>,
+    numeral_words: Option<Vec<String>>,
+    reference_phrases: Option<Vec<String>>,
+    image_references: bool,
+    image_phrases: Option<Vec<String>>,
+    max_link_list_share: f64,
+    bullet: &str,
+    blank_line_between_paragraphs: bool,
+    inline_code_backticks: bool,
+    escape_markdown: bool,
+    max_depth: usize,
+) -> PyResult<(String, Option<&'static str>)> {
+    let config = filter_config(
+        true,
+        0,
+        min_chars,
+        max_chars,
+        first_person_words,
+        numeral_words,
+        reference_phrases,
+        image_references,
+        image_phrases,
+        max_link_list_share,
+        Style {
+            bullet: bullet.to_string(),
+            blank_line_between_paragraphs,
+            inline_code_backticks,
+            escape: escape_markdown,
+            max_depth,
+        },
+    );
+    let filters = Filters::new(config).map_err(to_py)?;
+    let html = html.to_string();
+    Ok(py.detach(move || {
+        let c = crate::html::convert(&html, &filters.config.style);
+        let reason = filters.check(&c).map(|r| r.as_str());
+        (c.markdown, reason)
+    }))
 }
 
 fn parse_on_error(on_error: &str) -> PyResult<OnError> {
@@ -433,6 +559,18 @@ fn default_reference_phrases() -> Vec<&'static str> {
     DEFAULT_REFERENCE_PHRASES.to_vec()
 }
 
+/// The default words after which a capital "I" is a numeral ("World War I").
+#[pyfunction]
+fn default_numeral_words() -> Vec<&'static str> {
+    DEFAULT_NUMERAL_WORDS.to_vec()
+}
+
+/// The default phrases that point at an image or figure.
+#[pyfunction]
+fn default_image_phrases() -> Vec<&'static str> {
+    DEFAULT_IMAGE_PHRASES.to_vec()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -446,6 +584,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan_pushshift, m)?)?;
     m.add_function(wrap_pyfunction!(scan_comments, m)?)?;
     m.add_function(wrap_pyfunction!(html_to_markdown, m)?)?;
+    m.add_function(wrap_pyfunction!(check_answer, m)?)?;
     m.add_function(wrap_pyfunction!(default_reference_phrases, m)?)?;
+    m.add_function(wrap_pyfunction!(default_numeral_words, m)?)?;
+    m.add_function(wrap_pyfunction!(default_image_phrases, m)?)?;
     Ok(())
 }

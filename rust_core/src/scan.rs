@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::error::{CoreError, Result};
 use crate::filters::{Filters, Reason};
-use crate::html::html_to_markdown;
+use crate::html;
 use crate::input::{self, Progress};
 use crate::lines::{self, Event};
 use crate::posts::{self, Line};
@@ -92,6 +92,8 @@ pub struct Funnel {
     pub top_answers: u64,
     pub rejected: BTreeMap<&'static str, u64>,
     pub kept: u64,
+    /// Answers whose lists or quotes nested deeper than the cap, flattened.
+    pub nesting_flattened: u64,
     /// The input ended early; with `OnError::Skip` the scan keeps what it read.
     pub truncated: bool,
     /// The first skipped errors, with file and byte offset.
@@ -408,7 +410,10 @@ impl Join<'_> {
         let contender = self.contender(parent, score);
         let outcome = if contender {
             let body = posts::unescape(posts::required(row.body, "Body")?)?;
-            let converted = html_to_markdown(&body);
+            let converted = html::convert(&body, &self.filters.config.style);
+            if converted.flattened > 0 {
+                self.funnel.nesting_flattened += 1;
+            }
             match self.filters.check(&converted) {
                 Some(reason) => Err(reason),
                 None => {
@@ -518,7 +523,7 @@ impl Join<'_> {
                     "body"
                 },
                 title,
-                question: html_to_markdown(&body).markdown,
+                question: html::convert(&body, &self.filters.config.style).markdown,
                 answer: answer.markdown,
                 tags,
                 question_date: next(),
