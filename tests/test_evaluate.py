@@ -318,9 +318,15 @@ def test_generate_stops_at_eot_samples_and_resumes(
     args = ["generate", "--model", str(eot_model / "epoch-15"), "--prompts", str(prompts),
             "--out", str(out), "--samples", "2", "--batch-size", "4",
             "--max-new-tokens", "64"]  # fmt: skip
-    first = lima_eval(*args)
+    first = lima_eval(*args, "--alpaca-eval", str(tmp_path / "model_outputs.json"),
+                      "--generator", "tiny-lima")  # fmt: skip
     assert first.returncode == 0, first.stderr
     got = [json.loads(x) for x in out.open()]
+    outputs = json.loads((tmp_path / "model_outputs.json").read_text())
+    by_id = {r["id"]: r for r in got if r["sample"] == 0}
+    assert outputs == [{"instruction": r["conversations"][0][:300], "output":
+                        by_id[r["id"]]["response"], "generator": "tiny-lima"}
+                       for r in rows]  # fmt: skip
     assert len(got) == 12 and {(r["id"], r["sample"]) for r in got} == {
         (r["id"], s) for r in rows for s in (0, 1)}  # fmt: skip
     assert sum(r["stopped_at_eot"] for r in got) >= 9

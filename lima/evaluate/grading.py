@@ -57,14 +57,6 @@ def label_one(judge: Judge, r: Response) -> dict[str, Any]:
     return _graded(r, "label", judge.parsed(judge.prompt("absolute"), _values(r), parse_label))
 
 
-def _skipped(kind: str) -> Callable[[Response, str], dict[str, Any]]:
-    def skip(r: Response, reason: str) -> dict[str, Any]:
-        return {**_row(r), kind: None, "unparsed": False, "failed": True, "error": reason,
-                "replies": []}  # fmt: skip
-
-    return skip
-
-
 def grade_all(
     judge: Judge,
     responses: list[Response],
@@ -76,7 +68,7 @@ def grade_all(
     """``kind`` is ``rating`` or ``label``; one row per response, in the input's order."""
     one = rate_one if kind == "rating" else label_one
     return run_all(lambda r: one(judge, r), responses, concurrency, on_done,
-                   max_failed=max_failed, skip=_skipped(kind))  # fmt: skip
+                   max_failed=max_failed, judge=judge)  # fmt: skip
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> dict[str, Any]:

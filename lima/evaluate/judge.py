@@ -119,6 +119,7 @@ class Judge:
     sent: int = 0
     cached: int = 0
     faults: int = 0
+    stopped: str | None = None  # set when no more requests may be sent, and why
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -179,6 +180,8 @@ class Judge:
                 with self._lock:
                     self.cached += 1
                 return hit
+        if self.stopped is not None:
+            raise ItemFailed(f"not sent: {self.stopped}")
         reply = self._post(body)
         if self.cache is not None:
             self.cache.put(key, reply)
@@ -246,14 +249,9 @@ def judge_pair(judge: Judge, a: Response, b: Response) -> dict[str, Any]:
             "error": error, "replies": [first.replies, second.replies]}  # fmt: skip
 
 
-def skipped_pair(pair: tuple[Response, Response], reason: str) -> dict[str, Any]:
-    return {**pair_row(*pair), "verdict": None, "a_first": None, "b_first": None,
-            "unparsed": False, "failed": True, "error": reason, "replies": [[], []]}  # fmt: skip
-
-
 @dataclass
 class Run:
-    """Rows of a judged run in the items' order, and why it stopped early, if it did."""
+    """Rows of a judged run in the items' order, and why it stopped sending, if it did."""
 
     rows: list[dict[str, Any]]
     failed: int
@@ -267,46 +265,48 @@ def run_all(
     on_done: Callable[[], None] | None = None,
     *,
     max_failed: float = 1.0,
-    skip: Callable[[R, str], dict[str, Any]] | None = None,
+    judge: Judge | None = None,
 ) -> Run:
     """``work`` on every item with ``concurrency`` threads. Once more than ``max_failed`` (a
-    fraction) of the items have failed, or the judge refuses every request (``JudgeError``),
-    the items not yet started are not sent: ``skip`` makes their rows, counted as failed. A
-    ``JudgeError`` is raised again once the threads are done."""
+    fraction) of the items have failed, or the endpoint refused the run (``JudgeError``), the
+    judge sends nothing more: the remaining items get what the cache holds and fail otherwise.
+    A ``JudgeError`` is raised again once the threads are done."""
     limit = math.floor(max_failed * len(items) + 1e-9)
     lock = threading.Lock()
-    state: dict[str, Any] = {"failed": 0, "stopped": None, "fatal": None}
+    state: dict[str, Any] = {"failed": 0, "fatal": None}
+
+    def stop(reason: str) -> None:
+        if judge is not None and judge.stopped is None:
+            judge.stopped = reason
 
     def one(item: R) -> dict[str, Any]:
-        with lock:
-            stopped = state["stopped"]
-        if stopped is not None and skip is not None:
-            row = skip(item, f"not sent: {stopped}")
-        else:
-            try:
-                row = work(item)
-            except JudgeError as e:
-                with lock:
-                    state["fatal"] = state["fatal"] or e
-                    state["stopped"] = state["stopped"] or "the judge refused the run"
-                if skip is None:
-                    raise
-                row = skip(item, str(e))
+        try:
+            row = work(item)
+        except JudgeError as e:
+            with lock:
+                state["fatal"] = state["fatal"] or e
+            stop("the endpoint refused the run")
+            raise
         if row.get("failed"):
             with lock:
                 state["failed"] += 1
-                if state["failed"] > limit and state["stopped"] is None:
-                    state["stopped"] = (f"more than {max_failed:.0%} of the {len(items)} items "
-                                        "had failed (--max-failed)")  # fmt: skip
+                over = state["failed"] > limit
+            if over:
+                stop(f"more than {max_failed:g} of the {len(items)} items had failed "
+                     "(--max-failed)")  # fmt: skip
         if on_done:
             on_done()
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        rows = list(pool.map(one, items))
+        futures = [pool.submit(one, item) for item in items]
+    errors = [e for f in futures if (e := f.exception()) is not None]
     if state["fatal"] is not None:
         raise state["fatal"]
-    return Run(rows, state["failed"], state["stopped"])
+    if errors:
+        raise errors[0]
+    rows = [f.result() for f in futures]
+    return Run(rows, state["failed"], None if judge is None else judge.stopped)
 
 
 def judge_all(
@@ -317,7 +317,7 @@ def judge_all(
     max_failed: float = 1.0,
 ) -> Run:
     return run_all(lambda p: judge_pair(judge, *p), pairs, concurrency, on_done,
-                   max_failed=max_failed, skip=skipped_pair)  # fmt: skip
+                   max_failed=max_failed, judge=judge)  # fmt: skip
 
 
 def win_rate(counts: dict[str, int]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def stacked_bars(
     _save(fig, out)
 
 
-def preference_bars(summaries: list[dict[str, Any]], out: Path, title: str) -> None:
+def preference_bars(summaries: list[dict[str, Any]], out: Path, title: str) -> list[str]:
     """Figures 1 and 2: one bar per compare run, A wins / tie / B wins (and unparsed, failed);
     each bar is labelled with its own models and number of pairs."""
     models = sorted({str(s.get("model_a", "A")) for s in summaries})
@@ -65,6 +65,7 @@ def preference_bars(summaries: list[dict[str, Any]], out: Path, title: str) -> N
              ("failed", "#EEEEEE", "failed")]  # fmt: skip
     rows = [(_pair_label(s, same_a), s) for s in summaries]
     stacked_bars(rows, parts, out, title, "% of pairs")
+    return [label for label, _ in rows]
 
 
 def _pair_label(s: dict[str, Any], same_a: bool) -> str:

@@ -172,7 +172,9 @@ def post(url: str, data: bytes, headers: dict[str, str], timeout: float,
                 raise Fault(f"{url}: no complete reply within {timeout:g} s") from None
             raise Fault(_redact(f"{url}: {type(e).__name__}: {e}", secret)) from None
         except Fault as e:
-            raise Fault(f"{url}: {'deadline passed, ' if expired.is_set() else ''}{e}") from None
+            if expired.is_set():
+                raise Fault(f"{url}: no complete reply within {timeout:g} s") from None
+            raise Fault(f"{url}: {e}") from None
         if expired.is_set():
             raise Fault(f"{url}: no complete reply within {timeout:g} s")
     finally:
