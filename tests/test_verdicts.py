@@ -86,13 +86,76 @@ VERDICTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("reply", "verdict"), VERDICTS)
+# A second set, written after the parser and first run against it as it stood: it read 29 of
+# these 35; the six it missed (four undecided, one read as A, one tie missed) led to the
+# patterns for "better satisfies", "making it the better choice", "and vice versa", "but
+# not significantly", "more appropriate" and "no significant difference".
+LATER = [
+    (
+        "Answer A is significantly better. It directly addresses the question with accurate "
+        "details, whereas Answer B is vague.",
+        "a",
+    ),
+    (
+        "Answer B is significantly better, because Answer A contains factual errors about the "
+        "dates.",
+        "b",
+    ),
+    ("Neither is significantly better. Both answers cover the main points.", "tie"),
+    ("After careful consideration, I believe Response A better satisfies the user's needs.", "a"),
+    ("In my opinion, Answer B is the better answer.", "b"),
+    (
+        "Both answers are good, but Answer B provides more detail, so Answer B is significantly"
+        " better.",
+        "b",
+    ),
+    ("The two answers are of similar quality, so neither is significantly better.", "tie"),
+    ("Answer A is better.", "a"),
+    ("I'd pick Answer B.", "b"),
+    ("Answer B. It is more complete and better organized.", "b"),
+    ("Answer A is more helpful and accurate than Answer B.", "a"),
+    ("Answer A is the clear winner.", "a"),
+    ("Answer B is preferable.", "b"),
+    (
+        "Both answers are correct, but Answer A is more concise and to the point, making it the"
+        " better choice.",
+        "a",
+    ),
+    ("Answer A wins on accuracy, Answer B wins on style; overall, Answer A is better.", "a"),
+    ("Neither answer is significantly better than the other.", "tie"),
+    ("I would say neither is significantly better.", "tie"),
+    ("The better answer is B.", "b"),
+    ("B is significantly better.", "b"),
+    ("Answer B is significantly better.\nReason: it explains the concept step by step.", "b"),
+    ("Comparing these two answers, neither is significantly better; both are accurate.", "tie"),
+    ("[[A]]\n\nExplanation: Assistant A answers the question directly.", "a"),
+    ("My final verdict is tie: [[C]]", "tie"),
+    ("Assistant A is better. [[A]]", "a"),
+    ("Output (b) is better.", "b"),
+    ("I prefer Output (a).", "a"),
+    (
+        "Answer A does not answer the question, while Answer B does. Answer B is significantly "
+        "better.",
+        "b",
+    ),
+    ("Answer B is not significantly better than Answer A, and vice versa.", "tie"),
+    ("Both responses are equally helpful and accurate.", "tie"),
+    ("Answer A is slightly better than Answer B, but not significantly.", "tie"),
+    ("Response B is much better than Response A.", "b"),
+    ("Response A is better overall, though Response B has a nicer format.", "a"),
+    ("I think Response B is more appropriate.", "b"),
+    ("Response A answers the question; Response B doesn't. A is better.", "a"),
+    ("There's no significant difference between the two answers.", "tie"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("reply", "verdict"), VERDICTS + LATER)
 def test_a_reply_reads_as_the_decision_it_states(reply: str, verdict: str | None) -> None:
     assert parse_verdict(reply) == verdict
 
 
 def test_the_table_is_large_and_covers_every_outcome() -> None:
-    assert len(VERDICTS) >= 50
+    assert len(VERDICTS) + len(LATER) >= 50
     assert {v for _, v in VERDICTS} == {"a", "b", "tie", None}
 
 

@@ -77,7 +77,7 @@ _GAP = r"((?:[\w',-]+\s+){0,4}?)"  # a few words between a side and what is said
 _BE = r"(?:is|was|'s|seems|appears|looks|would\s+be|remains|feels|comes\s+across\s+as)"
 _QUALITY = (
     r"(?:helpful|useful|accurate|complete|informative|relevant|thorough|comprehensive|"
-    r"correct|satisfying|clear)"
+    r"correct|satisfying|clear|appropriate|suitable|effective|convincing|persuasive)"
 )
 _BETTER = (
     rf"(?:better|superior|preferable|preferred|stronger|more\s+{_QUALITY}|the\s+(?:clear\s+)?"
@@ -93,7 +93,11 @@ _CHOOSE = (
 _FOR_GAP = [  # (side, gap): the gap must not negate
     re.compile(rf"{_SIDE}\s+{_BE}\s+{_GAP}{_BETTER}"),
     re.compile(rf"{_SIDE}\s+{_GAP}{_WIN}"),
-]
+    re.compile(rf"{_SIDE}\s+{_GAP}better\s+(?:satisf|answer|address|meet|fulfil|serve|handle|"
+               r"explain|respond|cover|match)"),
+    re.compile(rf"{_SIDE}\s+([^«.;]{{0,120}}?,\s+)(?:making|which\s+makes)\s+it\s+the\s+"
+               r"(?:better|best|stronger|preferred|superior)\b"),
+]  # fmt: skip
 _FOR_AFTER = [  # (side): the words before the match must not negate
     re.compile(rf"{_CHOOSE}\s+(?:[\w',-]+\s+){{0,3}}?{_SIDE}"),
     re.compile(r"\b(?:winner|(?:better|best|preferred|stronger)\s+(?:one|response|answer))\s+"
@@ -113,6 +117,10 @@ _TIES = [
     re.compile(rf"\bno\s+(?:response|answer|output|one)\s+is\s+{_GAP}better"),
     re.compile(rf"{_SIDE}\s+{_BE}\s+no\s+(?:better|worse)\s+than"),
     re.compile(r"\bprefer\s+neither\b|\bneither\s+is\s+preferred\b"),
+    re.compile(r"\bnot\s+(?:significantly\s+)?better\s+than\s+«[ab]»,?\s+(?:and|or)\s+vice\s+versa"),
+    re.compile(r"^\W*(?:but\s+)?not\s+(?:significantly|substantially|meaningfully|by\s+much)\b"),
+    re.compile(r"\bno\s+(?:significant|meaningful|real|notable|substantial|noticeable)\s+"
+               r"difference\b"),
     re.compile(r"\bno\s+(?:clear\s+|significant\s+|meaningful\s+|real\s+|obvious\s+|strong\s+)?"
                r"(?:winner|preference|difference\s+in\s+quality|better\s+(?:one|response|answer))\b"),
 ]  # fmt: skip
