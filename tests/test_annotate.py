@@ -164,7 +164,7 @@ def test_absolute_labels_by_people_read_like_a_judges(tmp_path: Path) -> None:
     done = lima_eval("absolute", str(out / "dan.labels.jsonl"), "--out", str(tmp_path / "abs"))
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "abs" / "summary.json").read_text())["runs"][0]
-    assert summary["counts"] == {"fail": 1, "pass": 0, "excellent": 1, "unparsed": 0}
+    assert summary["counts"] == {"fail": 1, "pass": 0, "excellent": 1, "unparsed": 0, "failed": 0}
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium and chromium-driver")

@@ -75,7 +75,8 @@ def test_confidence_interval_against_a_known_case() -> None:
 
 
 def _graded(content: str) -> str:
-    return content.split("[Assistant's reply to grade]\n", 1)[1].rsplit("\n\n", 1)[0]
+    """The reply being graded, in the paper's rubric (the default prompts)."""
+    return content.split("\n[Submission]: ", 1)[1].split("\n***\n[Criterion]", 1)[0]
 
 
 def _rating_of(text: str) -> int:
@@ -207,7 +208,8 @@ def test_absolute_from_a_judge_then_from_labels(tmp_path: Path) -> None:
     want = [_label_of(r["output"]) for r in rows]
     summary = json.loads((out / "summary.json").read_text())["runs"][0]
     assert summary["counts"] == {k: want.count(k) for k in ("fail", "pass", "excellent")} | {
-        "unparsed": 0
+        "unparsed": 0,
+        "failed": 0,
     }
     assert len(set(want)) == 3  # the case exercises every label
     assert matplotlib.image.imread(out / "absolute.png").shape[0] > 100

@@ -137,8 +137,9 @@ class Store:
 
 
 class App:
-    def __init__(self, files: list[Path], db: Path, seed: int = 0) -> None:
+    def __init__(self, files: list[Path], db: Path, seed: int = 0, prompts: str = "paper") -> None:
         self.task = load_task(files)
+        self.guidelines = guidelines(self.task.kind, prompts)
         self.seed = seed
         self.store = Store(db)
         self.store.add_task(self.task)
@@ -147,7 +148,8 @@ class App:
 
     def info(self) -> dict[str, Any]:
         choices = ["1", "2", "neither"] if self.task.kind == "pairwise" else list(LABELS)
-        return {"kind": self.task.kind, "total": len(self.keys), "choices": choices}
+        return {"kind": self.task.kind, "total": len(self.keys), "choices": choices,
+                "guidelines": self.guidelines}  # fmt: skip
 
     def _shown(self, label: str | None, b_first: bool) -> str | None:
         """A stored a/b/tie as the annotator saw it (1, 2 or neither)."""
@@ -201,6 +203,20 @@ class App:
         self.store.put(self.task.name, key, annotator, label, a.prompt, b_first)
         return {"ok": True, "done": len(self.store.labels(self.task.name, annotator)),
                 "total": len(self.keys)}  # fmt: skip
+
+
+# --- guidelines: people are told what the judge is told (the prompt set's own words) -------
+
+
+def guidelines(kind: str, prompts: str = "paper") -> dict[str, Any] | None:
+    """The instructions of prompt set ``prompts`` for ``kind`` (pairwise or absolute): its
+    paragraphs and what each choice means, shown above the items."""
+    from lima.evaluate.prompts import load
+
+    return load(prompts).guidelines(kind)
+
+
+# --- end of guidelines ----------------------------------------------------------------------
 
 
 def make_handler(app: App) -> type[JsonHandler]:

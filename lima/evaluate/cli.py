@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -78,11 +79,22 @@ def generate(
     repetition_penalty: Penalty = 1.2,
     max_new_tokens: MaxNew = 2048,
     backend: BackendOpt = "transformers",
+    alpaca_eval: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write AlpacaEval's model_outputs.json here (instruction, output, generator: "
+            "sample 0 of each single-turn prompt, in the prompts' order)"
+        ),
+    ] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="the generator name in --alpaca-eval [the checkpoint's name]")
+    ] = None,
 ) -> None:
     """Sample responses with the paper's settings; rerun the same command to resume."""
     from lima.evaluate import backends
     from lima.evaluate.generate import generate as run
-    from lima.evaluate.responses import read_prompts
+    from lima.evaluate.responses import alpaca_eval_outputs, read_prompts
+    from lima.io import write_text
 
     try:
         gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
@@ -97,6 +109,15 @@ def generate(
         _fail(e)
     console.print(f"wrote {stats['written']} responses to {out} "
                   f"({stats['skipped_done']} already there)")  # fmt: skip
+    if alpaca_eval is not None:
+        try:
+            rows, left_out = alpaca_eval_outputs(out, prompts, generator)
+            write_text(alpaca_eval, json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        except (LimaError, OSError) as e:
+            _fail(e)
+        console.print(f"wrote {len(rows)} AlpacaEval outputs to {alpaca_eval}"
+                      + (f" ({left_out} multi-turn or missing prompts left out)"
+                         if left_out else ""), highlight=False)  # fmt: skip
 
 
 @app.command()
@@ -130,41 +151,104 @@ KeyEnv = Annotated[str, typer.Option(help="environment variable with the judge's
 CachePath = Annotated[Path | None, typer.Option(help="SQLite reply cache [OUT/judge_cache.sqlite]")]
 Concurrency = Annotated[int, typer.Option(help="requests in flight")]
 Rpm = Annotated[float | None, typer.Option(help="at most this many requests a minute")]
-Retries = Annotated[int, typer.Option(help="retries of a failed request, with backoff")]
-ParseAttempts = Annotated[int, typer.Option(help="asks per item before it counts as unparsed")]
+Retries = Annotated[int, typer.Option(help="retries of a failed request (a 429/5xx, a timeout, a "
+                                      "reply that is not the expected JSON), with backoff that "
+                                      "honours Retry-After")]  # fmt: skip
+ParseAttempts = Annotated[int, typer.Option(help="asks per item before it counts as unparsed (each "
+                                            "re-ask adds a one-line format reminder)")]  # fmt: skip
+Prompts = Annotated[
+    str,
+    typer.Option(
+        help="what the judge is asked: paper (the LIMA paper's "
+        "Appendix C question and Appendix D rubric), lima (short "
+        "one-word prompts) or a TOML file of the same shape"
+    ),
+]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        help="seconds one request may take in all (connect, "
+        "wait, read), however slowly the server sends"
+    ),
+]
+MaxFailed = Annotated[float, typer.Option(help="fraction of items that may fail (no reply after "
+                                          "the retries) with exit 0; past it the rest are not "
+                                          "sent and the command exits non-zero")]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    key_env: str
+    cache: Path | None
+    rpm: float | None
+    retries: int
+    parse_attempts: int
+    prompts: str
+    timeout: float
+    max_failed: float
+
+
+def _options(key_env: str, cache: Path | None, rpm: float | None, retries: int,
+             parse_attempts: int, prompts: str, timeout: float,
+             max_failed: float) -> JudgeOptions:  # fmt: skip
+    if retries < 0 or parse_attempts < 1:
+        _fail(LimaError("--retries must be 0 or more and --parse-attempts 1 or more"))
+    if not timeout > 0 or (rpm is not None and not rpm > 0):
+        _fail(LimaError("--timeout and --rpm must be above 0"))
+    if not 0 <= max_failed <= 1:
+        _fail(LimaError(f"--max-failed is a fraction from 0 to 1, not {max_failed}"))
+    return JudgeOptions(key_env, cache, rpm, retries, parse_attempts, prompts, timeout,
+                        max_failed)  # fmt: skip
 
 
 @contextmanager
-def _judge(url: str, model: str, out: Path, key_env: str, cache: Path | None, rpm: float | None,
-           retries: int, parse_attempts: int) -> Iterator[Judge]:  # fmt: skip
+def _judge(url: str, model: str, out: Path, o: JudgeOptions) -> Iterator[Judge]:
     """A judge whose replies are cached in SQLite; the cache is closed on the way out and a
-    judge that keeps failing ends the command with its error."""
+    judge that refuses the run ends the command with its error."""
     from lima.evaluate.judge import Cache, Judge, JudgeError, RateLimit
+    from lima.evaluate.prompts import load
 
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        store = Cache(cache or out / "judge_cache.sqlite")
+        prompts = load(o.prompts)
+        judge = Judge(url, model, api_key=os.environ.get(o.key_env), prompts=prompts,
+                      retries=o.retries, parse_attempts=o.parse_attempts, timeout=o.timeout,
+                      rate=RateLimit(o.rpm))  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        store = Cache(o.cache or out / "judge_cache.sqlite")
     except LimaError as e:
         _fail(e)
+    judge.cache = store
     try:
-        yield Judge(url, model, api_key=os.environ.get(key_env), cache=store, retries=retries,
-                    parse_attempts=parse_attempts, rate=RateLimit(rpm))  # fmt: skip
+        yield judge
     except JudgeError as e:
         _fail(e)
     finally:
         store.close()
 
 
-def _optional_judge(url: str | None, model: str | None, out: Path, key_env: str,
-                    cache: Path | None, rpm: float | None, retries: int,
-                    parse_attempts: int) -> AbstractContextManager[Judge | None]:  # fmt: skip
+def _optional_judge(url: str | None, model: str | None, out: Path,
+                    o: JudgeOptions) -> AbstractContextManager[Judge | None]:  # fmt: skip
     """``_judge`` when both --judge and --judge-model are given, else no judge."""
     if (url is None) != (model is None):
         _fail(LimaError("--judge and --judge-model go together"))
     if url is None or model is None:
         out.mkdir(parents=True, exist_ok=True)
         return nullcontext(None)
-    return _judge(url, model, out, key_env, cache, rpm, retries, parse_attempts)
+    return _judge(url, model, out, o)
+
+
+def _too_many_failed(rows: list[dict[str, Any]], o: JudgeOptions, where: Path) -> None:
+    """Exit non-zero (after the outputs are written) when more than --max-failed failed."""
+    failed = [r for r in rows if r.get("failed")]
+    if failed and len(failed) > o.max_failed * len(rows) + 1e-9:
+        first = next((r["error"] for r in failed if not str(r["error"]).startswith("not sent")),
+                     failed[0]["error"])  # fmt: skip
+        skipped = sum(str(r["error"]).startswith("not sent") for r in failed)
+        note = f" ({skipped} not sent once the limit was passed)" if skipped else ""
+        _fail(LimaError(f"{len(failed)} of {len(rows)} items failed{note}, more than "
+                        f"--max-failed {o.max_failed:g}; first: {first}. The rows are in "
+                        f"{where}; rerun to retry them (answers already received come from "
+                        "the cache)"))  # fmt: skip
 
 
 def _read_responses(path: Path) -> list[Response]:
@@ -189,37 +273,50 @@ def compare(
     rpm: Rpm = None,
     retries: Retries = 5,
     parse_attempts: ParseAttempts = 3,
+    prompts: Prompts = "paper",
+    timeout: Timeout = 120.0,
+    max_failed: MaxFailed = 0.0,
     limit: Annotated[int | None, typer.Option(help="judge only the first N pairs")] = None,
 ) -> None:
-    """Pairwise preference (A better / B better / neither), each pair judged in both orders."""
-    from lima.evaluate.judge import judge_all, summarize
+    """Pairwise preference (A better / B better / neither), each pair judged in both orders.
+    Samples are paired by (id, sample); the win rate of A has AlpacaEval's standard error."""
+    from lima.evaluate.judge import judge_all, leaderboard_csv, summarize
     from lima.evaluate.plots import preference_bars
-    from lima.evaluate.responses import pair
-    from lima.io import write_json, write_jsonl
+    from lima.evaluate.responses import match
+    from lima.io import write_json, write_jsonl, write_text
 
-    pairs, only_a, only_b = pair(_read_responses(a), _read_responses(b))
-    if not pairs:
-        _fail(LimaError(f"{a} and {b} share no prompt (paired by id, else by prompt text)"))
-    pairs = pairs[:limit] if limit else pairs
-    with (
-        _judge(judge, judge_model, out, api_key_env, cache, rpm, retries, parse_attempts) as j,
-        _progress() as bar,
-    ):
+    o = _options(api_key_env, cache, rpm, retries, parse_attempts, prompts, timeout, max_failed)
+    m = match(_read_responses(a), _read_responses(b))
+    if not m.pairs:
+        _fail(LimaError(f"{a} and {b} share no prompt (paired by id and sample, else by prompt "
+                        "text and sample)"))  # fmt: skip
+    pairs = m.pairs[:limit] if limit else m.pairs
+    with _judge(judge, judge_model, out, o) as j, _progress() as bar:
         task = bar.add_task("judging pairs", total=len(pairs))
-        rows = judge_all(j, pairs, concurrency, on_done=lambda: bar.advance(task))
-    summary = summarize(rows)
-    summary.update(unpaired_a=only_a, unpaired_b=only_b, requests_sent=j.sent,
-                   cached_replies=j.cached)  # fmt: skip
-    write_jsonl(out / "verdicts.jsonl", rows)
+        run = judge_all(j, pairs, concurrency, lambda: bar.advance(task), o.max_failed)
+    summary = summarize(run.rows)
+    summary.update(paired_by=m.by, unpaired_a=m.unpaired_a, unpaired_b=m.unpaired_b,
+                   repeated_a=m.repeated_a, repeated_b=m.repeated_b, prompts=o.prompts,
+                   judge_model=judge_model, requests_sent=j.sent,
+                   cached_replies=j.cached, faults_retried=j.faults,
+                   stopped_early=run.stopped)  # fmt: skip
+    write_jsonl(out / "verdicts.jsonl", run.rows)
     write_json(out / "summary.json", summary)
+    write_text(out / "leaderboard.csv", leaderboard_csv(summary, pairs))
     preference_bars(
         [summary],
         out / "preference.png",
         f"{summary.get('model_a', 'A')} against a baseline, judged by {judge_model}",
     )
-    console.print_json(json.dumps({k: summary[k] for k in ("n", "a", "b", "tie", "unparsed")}))
-    console.print(f"{out}/verdicts.jsonl, summary.json, preference.png "
+    shown = ("n", "a", "b", "tie", "unparsed", "failed", "win_rate", "standard_error")
+    console.print_json(json.dumps({k: summary[k] for k in shown}))
+    console.print(f"{out}/verdicts.jsonl, summary.json, leaderboard.csv, preference.png "
                   f"({j.sent} requests sent, {j.cached} answered from the cache)")  # fmt: skip
+    if m.unpaired_a or m.unpaired_b or m.repeated_a or m.repeated_b:
+        err_console.print(f"note: {m.unpaired_a} rows of {a} and {m.unpaired_b} of {b} have no "
+                          f"partner with the same {m.by} and sample; {m.repeated_a} and "
+                          f"{m.repeated_b} repeat an earlier row's", highlight=False)  # fmt: skip
+    _too_many_failed(run.rows, o, out / "verdicts.jsonl")
 
 
 @app.command()
@@ -231,7 +328,8 @@ def chart(
     out: Annotated[Path, typer.Option("--out", "-o", help="the PNG to write")],
     title: Annotated[str | None, typer.Option(help="chart title")] = None,
 ) -> None:
-    """One stacked bar per baseline, like the paper's Figure 1, from several compare runs."""
+    """One stacked bar per compare run, like the paper's Figure 1, each labelled with its own
+    models and number of pairs."""
     from lima.evaluate.plots import preference_bars
 
     summaries = []
@@ -241,6 +339,8 @@ def chart(
             s = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             _fail(LimaError(f"{path}: no such file (give compare's --out directories)"))
+        except UnicodeDecodeError:
+            _fail(LimaError(f"{path}: not UTF-8 text (give compare's summary.json)"))
         except json.JSONDecodeError as e:
             _fail(LimaError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}"))
         if not isinstance(s, dict) or not all(k in s for k in ("a", "b", "tie")):
@@ -259,8 +359,10 @@ def _labels_for(files: list[Path], labels: list[str] | None) -> list[str]:
 
 
 def _grade(kind: str, files: list[Path], names: list[str], judge: Judge | None,
-           concurrency: int) -> list[tuple[str, Path, list[dict[str, Any]]]]:  # fmt: skip
-    """Per input: its label, path and graded rows (read from a labels file as they are)."""
+           concurrency: int, o: JudgeOptions,
+           out: Path) -> list[tuple[str, Path, list[dict[str, Any]]]]:  # fmt: skip
+    """Per input: its label, path and graded rows (read from a labels file as they are). Ends
+    the command (after the caller's outputs) when more than --max-failed of them failed."""
     from lima.evaluate.grading import grade_all, read_labels
 
     runs = []
@@ -277,7 +379,8 @@ def _grade(kind: str, files: list[Path], names: list[str], judge: Judge | None,
             with _progress() as bar:
                 task = bar.add_task(f"grading {name}", total=len(todo))
                 tick = functools.partial(bar.advance, task)
-                given = grade_all(judge, todo, kind, concurrency, tick)
+                run = grade_all(judge, todo, kind, concurrency, tick, o.max_failed)
+            given = run.rows
         runs.append((name, f, [{"run": name, **r} for r in given]))
     return runs
 
@@ -315,12 +418,17 @@ def rate(
     rpm: Rpm = None,
     retries: Retries = 5,
     parse_attempts: ParseAttempts = 3,
+    prompts: Prompts = "paper",
+    timeout: Timeout = 120.0,
+    max_failed: MaxFailed = 0.0,
 ) -> None:
-    """1..6 helpfulness ratings from a judge: mean and 95% interval per run, side by side."""
+    """1..6 helpfulness ratings from a judge (the paper's Appendix D rubric by default): mean
+    and 95% interval per run, side by side."""
     from lima.evaluate.grading import rating_summary
     from lima.evaluate.plots import rating_chart
     from lima.io import write_json, write_jsonl
 
+    o = _options(api_key_env, cache, rpm, retries, parse_attempts, prompts, timeout, max_failed)
     if ci_over not in ("prompts", "ratings"):
         _fail(LimaError(f"--ci-over must be prompts or ratings, not {ci_over!r}"))
     names = _labels_for(runs, label)
@@ -332,8 +440,8 @@ def rate(
             _fail(LimaError(f"--x must be numbers separated by commas, not {x!r}"))
         if len(xs) != len(runs):
             _fail(LimaError(f"--x has {len(xs)} values for {len(runs)} runs"))
-    with _judge(judge, judge_model, out, api_key_env, cache, rpm, retries, parse_attempts) as j:
-        graded = _grade("rating", runs, names, j, concurrency)
+    with _judge(judge, judge_model, out, o) as j:
+        graded = _grade("rating", runs, names, j, concurrency, o, out)
     summaries = [{"run": n, "file": str(f), **rating_summary(rows, ci_over)}
                  for n, f, rows in graded]  # fmt: skip
     write_jsonl(out / "ratings.jsonl", [r for _, _, rows in graded for r in rows])
@@ -341,9 +449,11 @@ def rate(
         out / "summary.json",
         {
             "judge_model": judge_model,
+            "prompts": o.prompts,
             "runs": summaries,
             "requests_sent": j.sent,
             "cached_replies": j.cached,
+            "faults_retried": j.faults,
         },
     )
     rating_chart([(s["run"], s) for s in summaries], out / "ratings.png",
@@ -353,9 +463,11 @@ def rate(
               else f" (95% CI {s['ci_low']:.2f} to {s['ci_high']:.2f})")  # fmt: skip
         mean = "n/a" if s["mean"] is None else f"{s['mean']:.2f}"
         console.print(f"{s['run']}: {mean}{ci} over {s['prompts']} prompts, "
-                      f"{s['ratings']} ratings, {s['unparsed']} unparsed")  # fmt: skip
+                      f"{s['ratings']} ratings, {s['unparsed']} unparsed, "
+                      f"{s['failed']} failed")  # fmt: skip
     console.print(f"{out}/ratings.jsonl, summary.json, ratings.png "
                   f"({j.sent} requests sent, {j.cached} answered from the cache)")  # fmt: skip
+    _too_many_failed([r for _, _, rows in graded for r in rows], o, out / "ratings.jsonl")
 
 
 @app.command()
@@ -377,35 +489,42 @@ def absolute(
     rpm: Rpm = None,
     retries: Retries = 5,
     parse_attempts: ParseAttempts = 3,
+    prompts: Prompts = "paper",
+    timeout: Timeout = 120.0,
+    max_failed: MaxFailed = 0.0,
 ) -> None:
     """Fail / Pass / Excellent per response, from a judge or from people's labels, charted."""
     from lima.evaluate.grading import label_summary
     from lima.evaluate.plots import absolute_bars
     from lima.io import write_json, write_jsonl
 
+    o = _options(api_key_env, cache, rpm, retries, parse_attempts, prompts, timeout, max_failed)
     names = _labels_for(files, label)
-    with _optional_judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
-                         parse_attempts) as j:  # fmt: skip
-        graded = _grade("label", files, names, j, concurrency)
+    with _optional_judge(judge, judge_model, out, o) as j:
+        graded = _grade("label", files, names, j, concurrency, o, out)
     summaries = [{"run": n, "file": str(f), **label_summary(rows)} for n, f, rows in graded]
     write_jsonl(out / "labels.jsonl", [r for _, _, rows in graded for r in rows])
-    write_json(out / "summary.json", {"judge_model": judge_model, "runs": summaries})
+    write_json(out / "summary.json", {"judge_model": judge_model, "runs": summaries,
+                                      "prompts": o.prompts if judge_model else None})  # fmt: skip
     by = f"judged by {judge_model}" if judge_model else "labelled by people"
     absolute_bars([(s["run"], s) for s in summaries], out / "absolute.png",
                   f"Absolute quality, {by}")  # fmt: skip
     for s in summaries:
         c = s["counts"]
         console.print(f"{s['run']}: {s['n']} responses: {c['excellent']} excellent, "
-                      f"{c['pass']} pass, {c['fail']} fail, {c['unparsed']} unparsed")  # fmt: skip
+                      f"{c['pass']} pass, {c['fail']} fail, {c['unparsed']} unparsed, "
+                      f"{c['failed']} failed")  # fmt: skip
     console.print(f"{out}/labels.jsonl, summary.json, absolute.png")
+    _too_many_failed([r for _, _, rows in graded for r in rows], o, out / "labels.jsonl")
 
 
 @app.command()
 def agreement(
-    x: Annotated[Path, typer.Argument(help="verdicts.jsonl")],
+    x: Annotated[Path, typer.Argument(help="verdicts.jsonl (compare's or an annotator's)")],
     y: Annotated[Path, typer.Argument(help="verdicts.jsonl")],
 ) -> None:
-    """Tie-discounted accuracy between two verdict sets (1 agree, 0.5 one tie, 0 else)."""
+    """Tie-discounted accuracy between two verdict sets (1 agree, 0.5 one tie, 0 else), paired
+    by item and by which model was A: a file with the roles the other way round is flipped."""
     from lima.evaluate.agreement import agreement as score
     from lima.evaluate.agreement import read_verdicts
 
@@ -442,6 +561,9 @@ def chat(
     rpm: Rpm = None,
     retries: Retries = 5,
     parse_attempts: ParseAttempts = 3,
+    prompts: Prompts = "paper",
+    timeout: Timeout = 120.0,
+    max_failed: MaxFailed = 0.0,
 ) -> None:
     """Scripted multi-turn conversations; each model turn labelled Fail / Pass / Excellent by a
     judge, or left for people (`lima-eval annotate OUT/chats.jsonl`)."""
@@ -452,8 +574,8 @@ def chat(
     from lima.evaluate.responses import Response
     from lima.io import write_json, write_jsonl, write_text
 
-    judging = _optional_judge(judge, judge_model, out, api_key_env, cache, rpm, retries,
-                              parse_attempts)  # fmt: skip
+    jo = _options(api_key_env, cache, rpm, retries, parse_attempts, prompts, timeout, max_failed)
+    judging = _optional_judge(judge, judge_model, out, jo)
     try:
         plays = read_scripts(scripts)
         plays = plays[:limit] if limit else plays
@@ -472,9 +594,10 @@ def chat(
             with _progress() as bar:
                 task = bar.add_task("labelling turns", total=len(todo))
                 tick = functools.partial(bar.advance, task)
-                graded = grade_all(j, todo, "label", concurrency, tick)
+                graded = grade_all(j, todo, "label", concurrency, tick, jo.max_failed).rows
             for r, g in zip(rows, graded, strict=True):
-                r.update(label=g["label"], unparsed=g["unparsed"], replies=g["replies"])
+                r.update(label=g["label"], unparsed=g["unparsed"], failed=g["failed"],
+                         error=g["error"], replies=g["replies"])  # fmt: skip
     write_jsonl(out / "chats.jsonl", rows)
     write_text(out / "chats.md", transcript(rows))
     summary = chat_summary(rows)
@@ -489,6 +612,7 @@ def chat(
                       f"{o['unparsed']} unparsed; {summary['conversations_with_a_fail']} "
                       "conversations have a failed turn")  # fmt: skip
     console.print(f"{out}/chats.jsonl, chats.md, summary.json" + (", chat.png" if judge else ""))
+    _too_many_failed(rows, jo, out / "chats.jsonl")
 
 
 @app.command()

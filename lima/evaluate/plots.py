@@ -54,21 +54,32 @@ def stacked_bars(
     _save(fig, out)
 
 
-def preference_bars(summaries: list[dict[str, Any]], out: Path, title: str) -> None:
-    """Figures 1 and 2: one bar per baseline, A wins / tie / baseline wins (and unparsed)."""
-    model = summaries[0].get("model_a", "A") if summaries else "A"
-    parts = [("a", "#4C72B0", f"{model} wins"), ("tie", "#BBBBBB", "tie"),
-             ("b", "#DD8452", "baseline wins"), ("unparsed", "#ffffff", "unparsed")]  # fmt: skip
-    rows = [(f"vs {s.get('model_b', 'B')}", s) for s in summaries]
-    n = summaries[0].get("n", 0) if summaries else 0
-    stacked_bars(rows, parts, out, title, f"% of {n} prompts")
+def preference_bars(summaries: list[dict[str, Any]], out: Path, title: str) -> list[str]:
+    """Figures 1 and 2: one bar per compare run, A wins / tie / B wins (and unparsed, failed);
+    each bar is labelled with its own models and number of pairs."""
+    models = sorted({str(s.get("model_a", "A")) for s in summaries})
+    same_a = len(models) == 1
+    first = models[0] if same_a else "model A"
+    parts = [("a", "#4C72B0", f"{first} wins"), ("tie", "#BBBBBB", "tie"),
+             ("b", "#DD8452", "baseline wins"), ("unparsed", "#ffffff", "unparsed"),
+             ("failed", "#EEEEEE", "failed")]  # fmt: skip
+    rows = [(_pair_label(s, same_a), s) for s in summaries]
+    stacked_bars(rows, parts, out, title, "% of pairs")
+    return [label for label, _ in rows]
+
+
+def _pair_label(s: dict[str, Any], same_a: bool) -> str:
+    """``vs B (n=300)`` when every bar has the same model A, else ``A vs B (n=300)``."""
+    b = s.get("model_b", "B")
+    head = f"vs {b}" if same_a else f"{s.get('model_a', 'A')} vs {b}"
+    return f"{head} (n={s.get('n', 0)})"
 
 
 def absolute_bars(summaries: list[tuple[str, dict[str, Any]]], out: Path, title: str) -> None:
     """Figure 3: Fail / Pass / Excellent per model (or per turn of a conversation)."""
     parts = [("fail", "#C44E52", "Fail"), ("pass", "#DDCC77", "Pass"),
-             ("excellent", "#55A868", "Excellent"),
-             ("unparsed", "#ffffff", "unparsed")]  # fmt: skip
+             ("excellent", "#55A868", "Excellent"), ("unparsed", "#ffffff", "unparsed"),
+             ("failed", "#EEEEEE", "failed")]  # fmt: skip
     stacked_bars(summaries, parts, out, title, "% of responses")
 
 

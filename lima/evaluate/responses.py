@@ -1,6 +1,6 @@
 """Response files: lima-eval's JSONL (``{"id", "prompt", "response", "model"}``) and AlpacaEval's
-JSON lists (``instruction``, ``output``, ``generator``), and pairing two of them by id, else by
-the exact prompt text. Prompt files: LIMA-format JSONL (``conversations``), lima-eval JSONL
+JSON lists (``instruction``, ``output``, ``generator``), and pairing two of them by (id, sample),
+else by (prompt text, sample). Prompt files: LIMA-format JSONL (``conversations``), lima-eval JSONL
 (``prompt``), or AlpacaEval JSON (``instruction``)."""
 
 from __future__ import annotations
@@ -98,13 +98,68 @@ def read_prompts(path: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
-def pair(a: list[Response], b: list[Response]) -> tuple[list[tuple[Response, Response]], int, int]:
-    """Pairs by id when both files carry ids, else by exact prompt text. Returns the pairs and
-    how many rows of each side found no partner."""
+@dataclass(frozen=True)
+class Pairing:
+    """Rows of two response files matched by (id, sample), else by (prompt text, sample);
+    every row is in a pair or counted: no partner, or a repeat of an earlier row's key."""
+
+    pairs: list[tuple[Response, Response]]
+    by: str  # "id" or "prompt"
+    unpaired_a: int
+    unpaired_b: int
+    repeated_a: int
+    repeated_b: int
+
+
+def match(a: list[Response], b: list[Response]) -> Pairing:
+    """Pairs by (id, sample) when both files carry ids, else by (exact prompt text, sample):
+    sample k of A meets sample k of B, never every sample of A the same sample of B."""
     by_id = all(r.id for r in a) and all(r.id for r in b)
-    key = (lambda r: r.id) if by_id else (lambda r: r.prompt)
-    index: dict[str, Response] = {}
+
+    def key(r: Response) -> tuple[str, int]:
+        return (r.id if by_id else r.prompt, r.sample)
+
+    index: dict[tuple[str, int], Response] = {}
+    repeated_b = 0
     for r in b:
-        index.setdefault(key(r), r)
-    pairs = [(r, index[key(r)]) for r in a if key(r) in index]
-    return pairs, len(a) - len(pairs), len(b) - len(pairs)
+        if key(r) in index:
+            repeated_b += 1
+        else:
+            index[key(r)] = r
+    seen: set[tuple[str, int]] = set()
+    pairs = []
+    repeated_a = 0
+    for r in a:
+        if key(r) in seen:
+            repeated_a += 1
+            continue
+        seen.add(key(r))
+        if key(r) in index:
+            pairs.append((r, index[key(r)]))
+    return Pairing(pairs, "id" if by_id else "prompt", len(a) - repeated_a - len(pairs),
+                   len(b) - repeated_b - len(pairs), repeated_a, repeated_b)  # fmt: skip
+
+
+def pair(a: list[Response], b: list[Response]) -> tuple[list[tuple[Response, Response]], int, int]:
+    """``match``'s pairs and how many rows of each side are in none."""
+    m = match(a, b)
+    return m.pairs, m.unpaired_a + m.repeated_a, m.unpaired_b + m.repeated_b
+
+
+def alpaca_eval_outputs(
+    responses: Path, prompts: Path, generator: str | None = None
+) -> tuple[list[dict[str, str]], int]:
+    """AlpacaEval's ``model_outputs.json`` rows (``instruction``, ``output``, ``generator``)
+    from a ``generate`` output: sample 0 of every prompt, in the prompts file's order. Prompts
+    with earlier turns have no AlpacaEval form; they are left out and counted (the second
+    value), as are prompts with no response yet."""
+    got = {(r.id, r.sample): r for r in read_responses(responses)}
+    out, left_out = [], 0
+    for pid, turns in read_prompts(prompts):
+        r = got.get((pid, 0))
+        if r is None or len(turns) > 1:
+            left_out += 1
+            continue
+        out.append({"instruction": turns[0], "output": r.response,
+                    "generator": generator or r.model})  # fmt: skip
+    return out, left_out
