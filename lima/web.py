@@ -97,6 +97,7 @@ class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # a burst of connections waits in the backlog, never reset
     app: Any = None  # what the handler serves; its close() runs on server_close()
+    refusals: list[str]  # "METHOD path: reason" of every refused request, for tests and logs
 
     def __init__(
         self,
@@ -109,6 +110,7 @@ class LocalServer(ThreadingHTTPServer):
         require_token(host, token, option)
         self.loopback = is_loopback(host)
         self.host = host
+        self.refusals = []
         self.token_given = token is not None
         self.token = token if token is not None else secrets.token_urlsafe(32)
         if ":" in host.strip("[]"):
@@ -216,6 +218,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         return scheme.lower() == "bearer" and self._token_ok(key.strip())
 
     def refuse(self, reason: str, status: int = HTTPStatus.FORBIDDEN) -> None:
+        self.server.refusals.append(f"{self.command} {self.path.split('?', 1)[0]}: {reason}")
         self.json({"error": {"message": reason, "type": "forbidden"}}, status)
 
     def _guarded(self, method: str) -> bool:
