@@ -196,11 +196,13 @@ class JsonHandler(BaseHTTPRequestHandler):
                 return "a state change needs Content-Type: application/json"
             if self.kind == "page" and self.headers.get("Origin") is None and site != "same-origin":
                 return "a state change needs a same-origin Origin header"
-        if self.kind == "page":
-            if (path.startswith("/api/") or method == "POST") and not self._token_ok(
-                self.headers.get(TOKEN_HEADER)
-            ):
-                return f"missing or wrong {TOKEN_HEADER}"
+        needs_token = path.startswith("/api/") or method == "POST"
+        if (
+            self.kind == "page"
+            and needs_token
+            and not self._token_ok(self.headers.get(TOKEN_HEADER))
+        ):
+            return f"missing or wrong {TOKEN_HEADER}"
         return None
 
     def _token_ok(self, given: str | None) -> bool:

@@ -331,6 +331,8 @@ def test_page_resumes_shows_guidelines_keeps_comments_and_every_key(
     finally:
         driver.quit()
         s.stop()
-    rows = [json.loads(x) for x in annotate.export(tmp_path / "ann.sqlite", tmp_path / "e")[0].open()]
+    rows = [
+        json.loads(x) for x in annotate.export(tmp_path / "ann.sqlite", tmp_path / "e")[0].open()
+    ]
     assert sorted(r.get("comment", "") for r in rows) == ["", "", "", "", "1 is too long",
                                                           "both wrong"]  # fmt: skip

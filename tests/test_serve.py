@@ -122,9 +122,10 @@ def test_openai_client_seed_usage_stream_and_stop(tuned: Served, prompt: str) ->
     assert cut.choices[0].message.content == text[: text.index(word)]
     assert cut.choices[0].finish_reason == "stop"
     streamed = _ask(tuned, prompt, seed=3, stop=word, stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == text[
-        : text.index(word)
-    ]
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        == text[: text.index(word)]
+    )
     # max_completion_tokens: cut at the length, and said so
     short = _ask(tuned, prompt, seed=3, max_completion_tokens=2)
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 2

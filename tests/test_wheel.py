@@ -42,6 +42,8 @@ def test_wheel_contents(wheel: Path) -> None:
         "lima/samples/eval/mt_bench_question.jsonl",
         "lima/curate/review.html",
         "lima/evaluate/annotate.html",
+        "lima/evaluate/annotate_guidelines.md",
+        "lima/web.js",
     ):
         assert want in names, want
 

@@ -102,24 +102,39 @@ def generate(
 @app.command()
 def serve(
     model: Annotated[Path, typer.Option(help="a checkpoint directory")],
-    host: Annotated[str, typer.Option(help="address to bind (loopback by default; any other, "
-                                      "such as 0.0.0.0, needs --token)")] = "127.0.0.1",  # fmt: skip
+    host: Annotated[
+        str,
+        typer.Option(
+            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
+        ),
+    ] = "127.0.0.1",
     port: int = 8000,
     top_p: TopP = 0.9,
     temperature: Temp = 0.7,
     repetition_penalty: Penalty = 1.2,
-    max_new_tokens: Annotated[int, typer.Option(
-        help="new tokens when a request names no max_completion_tokens (always capped at the "
-        "model's window less the prompt)")] = 2048,  # fmt: skip
-    name: Annotated[str | None, typer.Option(
-        help="the model id clients see [the checkpoint folder's name]")] = None,  # fmt: skip
-    token: Annotated[str | None, typer.Option(
-        envvar="LIMA_TOKEN", help="API key clients must send (Authorization: Bearer ...); "
-        "required off loopback")] = None,  # fmt: skip
-    queue: Annotated[int, typer.Option(
-        min=0, help="requests that may wait while one generates; more get 503")] = 16,  # fmt: skip
-    timeout: Annotated[float, typer.Option(
-        min=1, help="seconds a request may take, queueing included; then 504")] = 600.0,  # fmt: skip
+    max_new_tokens: Annotated[
+        int,
+        typer.Option(
+            help="new tokens when a request names no max_completion_tokens (always capped at the "
+            "model's window less the prompt)"
+        ),
+    ] = 2048,
+    name: Annotated[
+        str | None, typer.Option(help="the model id clients see [the checkpoint folder's name]")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIMA_TOKEN",
+            help="API key clients must send (Authorization: Bearer ...); required off loopback",
+        ),
+    ] = None,
+    queue: Annotated[
+        int, typer.Option(min=0, help="requests that may wait while one generates; more get 503")
+    ] = 16,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="seconds a request may take, queueing included; then 504")
+    ] = 600.0,
 ) -> None:
     """An OpenAI-compatible /v1/chat/completions (and /v1/models) over the checkpoint, for the
     official openai client and anything else that speaks the API: streaming, stop, seed, n,
@@ -529,13 +544,22 @@ def annotate(
     db: Annotated[Path, typer.Option(help="SQLite file the answers are kept in")] = Path(
         "annotations.sqlite"
     ),
-    host: Annotated[str, typer.Option(help="address to bind (loopback by default; any other, "
-                                      "such as 0.0.0.0, needs --token)")] = "127.0.0.1",  # fmt: skip
+    host: Annotated[
+        str,
+        typer.Option(
+            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
+        ),
+    ] = "127.0.0.1",
     port: int = 8766,
     seed: Annotated[int, typer.Option(help="draws which side each annotator sees first")] = 0,
-    token: Annotated[str | None, typer.Option(
-        envvar="LIMA_TOKEN", help="secret the page must send back (random when not given; "
-        "required off loopback, where people open the printed URL#token=...)")] = None,  # fmt: skip
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIMA_TOKEN",
+            help="secret the page must send back (random when not given; "
+            "required off loopback, where people open the printed URL#token=...)",
+        ),
+    ] = None,
 ) -> None:
     """A page where people judge responses: the sides shuffled per annotator, models hidden,
     the guidelines shown, a comment per answer, each person resumed at their first unanswered

@@ -461,8 +461,14 @@ def make_handler(model: Model, gen: Generation, gate: Gate, timeout: float) -> t
             if not gate.slots.acquire(blocking=False):
                 gate.count("busy")
                 self.send_response(HTTPStatus.SERVICE_UNAVAILABLE)
-                body = json.dumps({"error": {"message": "the server is busy (its queue is "
-                                   "full); try again shortly", "type": "server_busy"}}).encode()
+                body = json.dumps(
+                    {
+                        "error": {
+                            "message": "the server is busy (its queue is full); try again shortly",
+                            "type": "server_busy",
+                        }
+                    }
+                ).encode()
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Retry-After", "1")
@@ -538,8 +544,7 @@ def make_handler(model: Model, gen: Generation, gate: Gate, timeout: float) -> t
                      "total_tokens": len(ids) + sum(watch.tokens)}  # fmt: skip
             if req.stream:
                 for i in range(req.n):
-                    self.event({**meta, "object": "chat.completion.chunk", "choices": [
-                        {"index": i, "delta": {}, "finish_reason": watch.finish[i]}]}, gone)  # fmt: skip
+                    self.chunk(meta, gone, i, {}, watch.finish[i])
                 if req.include_usage:
                     self.event({**meta, "object": "chat.completion.chunk", "choices": [],
                                 "usage": usage}, gone)  # fmt: skip
@@ -561,17 +566,20 @@ def make_handler(model: Model, gen: Generation, gate: Gate, timeout: float) -> t
             self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             for i in range(n):
-                self.event({**meta, "object": "chat.completion.chunk", "choices": [
-                    {"index": i, "delta": {"role": "assistant", "content": ""},
-                     "finish_reason": None}]}, gone)  # fmt: skip
+                self.chunk(meta, gone, i, {"role": "assistant", "content": ""})
 
-        def stream_to(self, meta: dict[str, Any], gone: threading.Event) -> Callable[[int, str],
-                                                                                       None]:  # fmt: skip
+        def stream_to(
+            self, meta: dict[str, Any], gone: threading.Event
+        ) -> Callable[[int, str], None]:
             def emit(row: int, text: str) -> None:
-                self.event({**meta, "object": "chat.completion.chunk", "choices": [
-                    {"index": row, "delta": {"content": text}, "finish_reason": None}]}, gone)  # fmt: skip
+                self.chunk(meta, gone, row, {"content": text})
 
             return emit
+
+        def chunk(self, meta: dict[str, Any], gone: threading.Event, index: int,
+                  delta: dict[str, Any], finish: str | None = None) -> None:  # fmt: skip
+            choice = {"index": index, "delta": delta, "finish_reason": finish}
+            self.event({**meta, "object": "chat.completion.chunk", "choices": [choice]}, gone)
 
         def event(self, obj: dict[str, Any], gone: threading.Event) -> None:
             self.write_raw(b"data: " + json.dumps(obj).encode() + b"\n\n", gone)

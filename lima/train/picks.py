@@ -26,7 +26,9 @@ import random
 import re
 import threading
 from http import HTTPStatus
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from lima.errors import ConfigError
@@ -97,110 +99,8 @@ def page(gen_dir: Path) -> str:
             f"<tr data-id='{html.escape(rid)}'><th class=prompt><small>{html.escape(rid)}</small>"
             f"<pre>{html.escape(prompts[rid])}</pre></th>{''.join(cells)}</tr>"
         )
-    return _TEMPLATE.format(tally=tally, head=head, rows="\n".join(body), picks=PICKS)
-
-
-_TEMPLATE = """<!doctype html>
-<html lang=en>
-<head>
-<meta charset=utf-8><title>dev generations, blind</title>
-<style>
-body{{font:14px system-ui,sans-serif;margin:1em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;vertical-align:top;padding:.4em;max-width:40em}}
-pre{{white-space:pre-wrap;font:13px ui-monospace,monospace;margin:.3em 0}}
-th.prompt{{text-align:left;background:#f6f6f6}} .tally{{font-size:1.3em}}
-td.picked{{outline:3px solid #2f7d32}} .reveal{{color:#555;font-size:12px}}
-#where{{color:#555;font-style:italic}}
-</style>
-</head>
-<body>
-<h1>Dev-set generations: pick the best answer of each row</h1>
-<p>The columns are shuffled in every row and name no epoch; once you pick in a row it shows
-which epoch wrote each answer. The paper chose its checkpoint by hand between epochs 5 and 10
-this way. <span id=where></span> <button id=download hidden>Download picks</button></p>
-<table id=tallies><tr>{tally}</tr></table>
-<p></p>
-<table id=rows><tr><th>prompt</th>{head}</tr>
-{rows}
-</table>
-<script>
-"use strict";
-const FILE = "{picks}";
-const served = location.protocol !== "file:";
-const meta = document.querySelector('meta[name="lima-token"]');
-const hash = new URLSearchParams(location.hash.slice(1));
-if (hash.get("token")) sessionStorage.setItem("lima-token", hash.get("token"));
-const token = (meta && meta.content) || sessionStorage.getItem("lima-token") || "";
-const KEY = "lima-picks:" + location.pathname;
-let picks = {{}};
-
-async function api(path, body) {{
-  const opts = {{ headers: {{ "X-Lima-Token": token }}, cache: "no-store" }};
-  if (body !== undefined) {{ opts.method = "POST"; opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }}
-  const res = await fetch(path, opts);
-  const data = await res.json();
-  if (!res.ok) throw new Error((data.error && data.error.message) || data.error || res.statusText);
-  return data;
-}}
-
-function show() {{
-  const n = {{}};
-  for (const row of document.querySelectorAll("tr[data-id]")) {{
-    const epoch = picks[row.dataset.id];
-    for (const td of row.querySelectorAll("td[data-epoch]")) {{
-      const mine = epoch !== undefined && td.dataset.epoch === String(epoch);
-      td.classList.toggle("picked", mine);
-      td.querySelector("input").checked = mine;
-      td.querySelector(".reveal").hidden = epoch === undefined;
-    }}
-    if (epoch !== undefined) n[epoch] = (n[epoch] || 0) + 1;
-  }}
-  document.querySelectorAll(".tally").forEach((t) => {{ t.textContent = n[t.dataset.epoch] || 0; }});
-}}
-
-function say(text) {{ document.getElementById("where").textContent = text; }}
-
-let chain = Promise.resolve();
-document.addEventListener("change", (ev) => {{
-  const input = ev.target;
-  if (!(input instanceof HTMLInputElement) || input.type !== "radio") return;
-  const id = input.name, epoch = Number(input.dataset.epoch);
-  picks[id] = epoch;
-  show();
-  if (!served) {{ localStorage.setItem(KEY, JSON.stringify(picks)); return; }}
-  chain = chain.then(() => api("/api/pick", {{ id, epoch }}))
-    .then((r) => say(`Saved: ${{r.picked}} of ${{r.prompts}} rows picked, in ${{FILE}} beside this page.`))
-    .catch((e) => say("Not saved: " + e.message));
-}});
-
-document.getElementById("download").onclick = () => {{
-  const n = {{}};
-  for (const e of Object.values(picks)) n[e] = (n[e] || 0) + 1;
-  const blob = new Blob([JSON.stringify({{ picks, tally: n }}, null, 2)], {{ type: "application/json" }});
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = FILE;
-  a.click();
-}};
-
-(async () => {{
-  if (served) {{
-    try {{
-      const saved = await api("/api/picks");
-      picks = saved.picks;
-      say(`Picks are saved in ${{FILE}} beside this page (${{saved.picked}} of ${{saved.prompts}} rows so far).`);
-    }} catch (e) {{ say("Could not load the saved picks: " + e.message); }}
-  }} else {{
-    picks = JSON.parse(localStorage.getItem(KEY) || "{{}}");
-    say("Opened from disk: picks stay in this browser. To save them beside this page, run lima-train picks RUN_DIR and open the address it prints.");
-    document.getElementById("download").hidden = false;
-  }}
-  show();
-}})();
-</script>
-</body>
-</html>
-"""
+    template = resources.files("lima.train").joinpath("picks.html").read_text(encoding="utf-8")
+    return Template(template).substitute(tally=tally, head=head, rows="\n".join(body), picks=PICKS)
 
 
 def write_page(gen_dir: Path, out: Path) -> None:
