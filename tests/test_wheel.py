@@ -44,6 +44,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "lima/evaluate/annotate.html",
         "lima/evaluate/annotate_guidelines.md",
         "lima/web.js",
+        "lima/train/picks.html",
     ):
         assert want in names, want
 
