@@ -20,6 +20,7 @@ token the API key (``Authorization: Bearer``), which binding beyond loopback req
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import secrets
@@ -222,20 +223,29 @@ class Watch:
     sent: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     finish: list[str | None] = field(default_factory=list)
+    ids: list[list[int] | None] = field(default_factory=list)
     abort: str | None = None
 
     def __post_init__(self) -> None:
+        self.ids = [None] * self.n
         self.texts = [""] * self.n
         self.sent = [0] * self.n
         self.tokens = [0] * self.n
         self.finish = [None] * self.n
 
     def step(self, generated: list[list[int]]) -> list[bool]:
+        # without stop strings or a stream, nothing needs the text before the end
+        follow = bool(self.stops) or self.emit is not None
         for row, ids in enumerate(generated):
             if self.finish[row] is not None:
                 continue
             self.tokens[row] = len(ids)
             ended = bool(ids) and ids[-1] == self.eot_id
+            if not follow:
+                self.ids[row] = ids
+                if ended:
+                    self.finish[row] = "stop"
+                continue
             text = str(self.tok.decode(ids[:-1] if ended else ids, skip_special_tokens=True))
             cuts = [i for i in (text.find(s) for s in self.stops) if i >= 0]
             if cuts:
@@ -258,6 +268,10 @@ class Watch:
 
     def close(self) -> None:
         """Rows still open hit the token limit; whatever a stream held back goes out."""
+        for row, ids in enumerate(self.ids):
+            if ids is not None:
+                body = ids[:-1] if ids and ids[-1] == self.eot_id else ids
+                self.texts[row] = str(self.tok.decode(body, skip_special_tokens=True))
         for row in range(self.n):
             if self.finish[row] is None:
                 self.finish[row] = "length"
@@ -285,12 +299,14 @@ class Model:
         self.created = int(path.stat().st_mtime)
         window = getattr(self.model.config, "max_position_embeddings", None)
         self.window = int(window or self.tok.model_max_length)
-        # the longest piece of text one token can stand for: a prompt longer than the window
-        # times this cannot fit and is refused before it is tokenised
-        self.chars_per_token = max(
-            (len(self.tok.convert_tokens_to_string([t])) for t in self.tok.get_vocab()), default=1
-        )
         self.lock = threading.Lock()
+
+    @functools.cached_property
+    def chars_per_token(self) -> int:
+        """The longest piece of text one token stands for: a prompt longer than the window
+        times this cannot fit, and is refused before it is tokenised."""
+        pieces = (self.tok.convert_tokens_to_string([t]) for t in self.tok.get_vocab())
+        return max((len(p) for p in pieces), default=1)
 
     def encode(self, turns: list[str]) -> list[int]:
         from lima.train.data import prompt_ids
