@@ -146,8 +146,9 @@ def chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def headless_chrome() -> Any:
-    """A Selenium driver on headless Chromium (call only when ``chromium()`` found it)."""
+def headless_chrome(*args: str) -> Any:
+    """A Selenium driver on headless Chromium (call only when ``chromium()`` found it);
+    ``args`` are more command-line switches."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -155,6 +156,40 @@ def headless_chrome() -> Any:
     assert found is not None
     opts = webdriver.ChromeOptions()
     opts.binary_location = found[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                *args):  # fmt: skip
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(found[1]), options=opts)
+
+
+class LocalPage:
+    """A running ``lima.web.LocalServer`` in a thread, and requests to it made as its own page
+    makes them (the token, JSON, a same-origin Origin)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.port}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def request(self, path: str, body: Any = None, **headers: str) -> Any:
+        import urllib.request
+
+        sent = {"X-Lima-Token": self.server.token}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent |= {"Content-Type": "application/json", "Origin": self.url}
+        sent |= {k.replace("_", "-"): v for k, v in headers.items()}
+        req = urllib.request.Request(self.url + path, data, sent)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())
+
+    def get(self, path: str) -> Any:
+        return self.request(path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request(path, body)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

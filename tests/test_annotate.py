@@ -5,7 +5,7 @@ Chromium like the review page."""
 from __future__ import annotations
 
 import json
-import threading
+import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, chromium, headless_chrome, lima_eval
+from conftest import ROOT, LocalPage, chromium, headless_chrome, lima_eval
 
 from lima.errors import ConfigError
 from lima.evaluate import annotate
@@ -32,29 +32,16 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-class Server:
+class Server(LocalPage):
     def __init__(self, files: list[Path], db: Path) -> None:
-        self.server = annotate.serve(files, db, port=0)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path) as r:
-            return json.loads(r.read())
+        super().__init__(annotate.serve(files, db, port=0))
 
     def page(self) -> str:
         with urllib.request.urlopen(self.url + "/") as r:
             return str(r.read().decode())
 
-    def post(self, body: dict[str, Any]) -> Any:
-        req = urllib.request.Request(self.url + "/api/annotate", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(req) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def post(self, body: Any, path: str = "/api/annotate") -> Any:
+        return super().post(path, body)
 
 
 @pytest.fixture
@@ -241,3 +228,111 @@ def test_hostile_text_is_shown_as_text_and_a_corrupt_database_is_named(tmp_path:
     done = lima_eval("export-annotations", str(corrupt), "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "corrupt.sqlite: not an annotation database" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_export_keeps_annotator_names_distinct(files: tuple[Path, Path], tmp_path: Path) -> None:
+    names = ["ann b", "ann_b", "ann@b", "Ann", "ann", ".hidden"]
+    s = Server(list(files), tmp_path / "ann.sqlite")
+    try:
+        item = s.get("/api/item/0?annotator=x")
+        for k, name in enumerate(names):
+            s.post({"annotator": name, "id": item["id"], "choice": ["1", "2", "neither"][k % 3],
+                    "comment": f"from {name}"})  # fmt: skip
+    finally:
+        s.stop()
+    written = annotate.export(tmp_path / "ann.sqlite", tmp_path / "export")
+    got = {p.name: [json.loads(x) for x in p.open()] for p in written}
+    assert sorted(got) == sorted([
+        "ann%20b.verdicts.jsonl", "ann_b.verdicts.jsonl", "ann%40b.verdicts.jsonl",
+        "Ann.verdicts.jsonl", "ann~2.verdicts.jsonl", "%2Ehidden.verdicts.jsonl"])  # fmt: skip
+    # one file per person, each holding that person's answer and comment only
+    owners = {rows[0]["annotator"] for rows in got.values()}
+    assert owners == set(names) and all(len(rows) == 1 for rows in got.values())
+    assert all(rows[0]["comment"] == f"from {rows[0]['annotator']}" for rows in got.values())
+
+
+def test_a_database_from_before_comments_still_opens_and_exports(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        """CREATE TABLE tasks (task TEXT PRIMARY KEY, kind TEXT NOT NULL, model_a TEXT NOT NULL,
+                               model_b TEXT);
+           CREATE TABLE annotations (task TEXT NOT NULL, item TEXT NOT NULL,
+               annotator TEXT NOT NULL, label TEXT NOT NULL, prompt TEXT NOT NULL,
+               shown_b_first INTEGER, updated_at TEXT NOT NULL,
+               PRIMARY KEY (task, item, annotator));
+           INSERT INTO tasks VALUES ('absolute:m', 'absolute', 'm', NULL);
+           INSERT INTO annotations VALUES ('absolute:m', '1', 'old', 'pass', 'p', NULL, 'now');"""
+    )
+    con.close()
+    assert [json.loads(x)["label"] for x in annotate.export(db, tmp_path / "e")[0].open()] == [
+        "pass"
+    ]
+    s = Server(list(files), db)  # adds the comment column
+    try:
+        item = s.get("/api/item/0?annotator=new")
+        s.post({"annotator": "new", "id": item["id"], "choice": "1", "comment": "fine"})
+        assert s.get("/api/item/0?annotator=new")["comment"] == "fine"
+    finally:
+        s.stop()
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium and chromium-driver")
+def test_page_resumes_shows_guidelines_keeps_comments_and_every_key(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = Server(list(files), tmp_path / "ann.sqlite")
+    for i in (0, 1):
+        item = s.get(f"/api/item/{i}?annotator=gina")
+        s.post({"annotator": "gina", "id": item["id"], "choice": "neither"})
+    driver = headless_chrome()
+    try:
+        wait = WebDriverWait(driver, 15)
+        position = lambda: driver.find_element(By.ID, "position").text  # noqa: E731
+        driver.get(s.url + "/?annotator=gina")
+        # resumes at gina's first unanswered item, with the guidelines people judge by
+        wait.until(lambda d: position() == "3 / 6")
+        guide = driver.find_element(By.ID, "guidelines").text
+        assert "super-intelligent AI assistant" in guide and "Neither" in guide
+        assert annotate.guidelines("pairwise")["text"][0][:40] in guide
+        # a comment goes with the answer; keys typed in the comment are text, not answers
+        comment = driver.find_element(By.ID, "comment")
+        comment.send_keys("1 is too long")
+        comment.send_keys(Keys.ESCAPE)
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys("1")
+        wait.until(lambda d: position() == "4 / 6")
+        assert driver.find_element(By.ID, "comment").get_attribute("value") == ""
+        # three answers at once while each is in flight: all three land, in order
+        body.send_keys("2n1")
+        wait.until(lambda d: d.find_element(By.ID, "done").text == "6 of 6 answered")
+        assert position() == "6 / 6"
+        got = [s.get(f"/api/item/{i}?annotator=gina") for i in range(6)]
+        assert [g["choice"] for g in got] == ["neither", "neither", "1", "2", "neither", "1"]
+        assert got[2]["comment"] == "1 is too long"
+        # a comment changed after answering is saved when the field is left
+        body.send_keys("k")
+        wait.until(lambda d: position() == "5 / 6")
+        comment = driver.find_element(By.ID, "comment")
+        comment.send_keys("both wrong")
+        comment.send_keys(Keys.ESCAPE)
+        wait.until(lambda d: s.get("/api/item/4?annotator=gina")["comment"] == "both wrong")
+        assert s.get("/api/item/4?annotator=gina")["choice"] == "neither"
+        # everything answered: the page opens at the start and says so
+        driver.get(s.url + "/?annotator=gina")
+        wait.until(lambda d: position() == "1 / 6")
+        wait.until(lambda d: "All answered" in d.find_element(By.ID, "notice").text)
+    finally:
+        driver.quit()
+        s.stop()
+    rows = [
+        json.loads(x) for x in annotate.export(tmp_path / "ann.sqlite", tmp_path / "e")[0].open()
+    ]
+    assert sorted(r.get("comment", "") for r in rows) == ["", "", "", "", "1 is too long",
+                                                          "both wrong"]  # fmt: skip

@@ -44,6 +44,8 @@ def test_wheel_contents(wheel: Path) -> None:
         "lima/evaluate/annotate.html",
         "lima/data/prompts/paper.toml",
         "lima/data/prompts/lima.toml",
+        "lima/web.js",
+        "lima/train/picks.html",
     ):
         assert want in names, want
 

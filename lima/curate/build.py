@@ -434,6 +434,22 @@ def _dedup(cfg: BuildConfig, pools: Pools) -> tuple[Pools, pl.DataFrame]:
     return pools, dropped
 
 
+def _drop_rejected(pools: Pools, rejected: set[str]) -> tuple[Pools, int]:
+    """Takes the candidates a reviewer rejected out of every pool; returns how many went."""
+    if not rejected:
+        return pools, 0
+    gone = sorted(rejected)
+    removed = 0
+    for name in ("se", "se_unfiltered", "wikihow", "writingprompts", "askreddit", "sni",
+                 "dialogues"):  # fmt: skip
+        frame = getattr(pools, name)
+        if frame is not None:
+            kept = frame.filter(~pl.col("id").is_in(gone))
+            removed += frame.height - kept.height
+            setattr(pools, name, kept)
+    return pools, removed
+
+
 def _reviewed_or(pool: pl.DataFrame, decisions: dict[str, list[str]]) -> pl.DataFrame:
     chosen = apply_review(pool, decisions)
     return pool if chosen is None else chosen
@@ -445,8 +461,21 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
     pools, dropped = _dedup(cfg, pools)
     atomic_write(out / "duplicates.parquet", dropped.write_parquet)
     decisions = review.accepted(out)
+    pools, rejected_removed = _drop_rejected(pools, review.rejected(out))
+    edited = review.edited(out)
     se = cfg.stackexchange
     selection: dict[str, GroupReport] = {}
+    reviewed_labels: dict[str, dict[str, int]] = {}
+
+    def note_review(label: str, taken: pl.DataFrame, automatic: pl.DataFrame) -> None:
+        ids = taken["id"].to_list()
+        auto = automatic["id"].to_list()
+        reviewed_labels[label] = {
+            "from_review": len(ids),
+            "edited": sum(i in edited for i in ids),
+            "differs_from_automatic": len(set(ids) - set(auto)),
+            "automatic_left_out": len(set(auto) - set(ids)),
+        }
 
     def draw_se(pool: pl.DataFrame, quotas: dict[str, int], label: str) -> pl.DataFrame:
         chosen, reports = select_stackexchange(
@@ -456,19 +485,24 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
         for group, r in reports.items():
             reviewed = apply_review(pool.filter(pl.col("group") == group), decisions)
             if reviewed is not None:
+                automatic = chosen.filter(pl.col("group") == group)
                 chosen = pl.concat(
                     [chosen.filter(pl.col("group") != group), reviewed.head(quotas[group])]
                 )
                 r = _top(reviewed, quotas[group], r.candidates)
+                note_review(f"{label}/{group}", reviewed.head(quotas[group]), automatic)
             selection[f"{label}/{group}"] = r
         return chosen
 
     def take(
         label: str, pool: pl.DataFrame, quota: int, sampled: pl.DataFrame | None = None
     ) -> pl.DataFrame:
+        automatic = pool if sampled is None else sampled
         chosen = apply_review(pool, decisions)
         if chosen is None:
-            chosen = pool if sampled is None else sampled
+            chosen = automatic
+        else:
+            note_review(label, chosen.head(quota), automatic.head(quota))
         selection[label] = _top(chosen, quota, len(pool))
         return chosen.head(quota)
 
@@ -569,6 +603,22 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
         "selection": {k: v.to_dict() for k, v in selection.items()},
         "outputs": outputs,
     }
+    if decisions or rejected_removed or (out / review.DB_NAME).exists():
+        manifest["review"] = {
+            "database": review.DB_NAME,
+            "changed_selection": bool(reviewed_labels or rejected_removed),
+            "accepted": len(decisions),
+            "edited": len(edited),
+            "rejected_removed_from_candidates": rejected_removed,
+            "selection": reviewed_labels,
+            "examples_from_review": sum(r["from_review"] for r in reviewed_labels.values()),
+            "examples_differing_from_automatic": sum(
+                r["differs_from_automatic"] for r in reviewed_labels.values()
+            ),
+            "automatic_examples_left_out": sum(
+                r["automatic_left_out"] for r in reviewed_labels.values()
+            ),
+        }
     write_json(out / "manifest.json", manifest)
     write_text(out / "README.md", card.dataset_card(manifest, splits))
     return BuildResult(out, splits, scans, selection, manifest)

@@ -388,25 +388,38 @@ def check_authored(
 def review_cmd(
     out: Annotated[Path, typer.Argument(help="A build output folder (holding candidates/).")],
     host: Annotated[
-        str, typer.Option(help="Interface to bind; keep the default unless you know why.")
+        str,
+        typer.Option(
+            help="Interface to bind. Loopback by default; any other (0.0.0.0) needs --token."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
     reviewer: Annotated[
         str | None, typer.Option(help="Your name, stored with each decision.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIMA_TOKEN",
+            help="Secret the page must send back (random when not given; required off "
+            "loopback, where people open the printed URL#token=...).",
+        ),
     ] = None,
 ) -> None:
     """Review candidates in a local web page: accept, reject or edit each one.
 
     Decisions are kept in OUT/review.sqlite and survive a restart; the next
     `lima-data build --out OUT` uses the accepted examples of every bucket you
-    reviewed. Keys: a accept, r reject, e edit, Ctrl+Enter save, j/k move.
+    reviewed and never a rejected one. The page opens at the first undecided
+    candidate. Keys: a accept, r reject, e edit, Ctrl+Enter save, u undo,
+    j/k move, n next undecided, / search.
     """
     from lima.curate import review
 
-    server = review.serve(out, host, port, reviewer)
-    err_console.print(
-        f"reviewing {out}: http://{host}:{server.server_address[1]}/  (Ctrl-C to stop)"
-    )
+    server = review.serve(out, host, port, reviewer, token)
+    if server.warning:
+        err_console.print(f"[yellow]{server.warning}[/yellow]", highlight=False)
+    err_console.print(f"reviewing {out}: {server.url()}  (Ctrl-C to stop)", highlight=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

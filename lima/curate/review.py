@@ -2,9 +2,13 @@
 at a time and accepts, rejects or edits them.
 
 Decisions live in ``DIR/review.sqlite`` (WAL, one transaction per decision,
-so a crash loses nothing that was acknowledged); ``lima-data build --out DIR``
-then takes the accepted (and edited) examples of a bucket instead of its
-automatic selection. The server binds to 127.0.0.1 by default. Dump text only
+so a crash loses nothing that was acknowledged), each with the state it
+replaced so it can be undone; ``lima-data build --out DIR`` then takes the
+accepted (and edited) examples of a bucket instead of its automatic selection,
+never takes a rejected one, and records in the manifest what review changed.
+The page opens at the first undecided candidate, filters by bucket and text,
+and shows each bucket's quota from the build's manifest. The server binds to
+127.0.0.1 by default and refuses other origins (``lima.web``). Dump text only
 reaches the page as JSON put in with ``textContent``, or as Markdown rendered
 here with raw HTML disabled, so ``<script>`` in a body shows as text.
 """
@@ -17,27 +21,30 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
 from lima.errors import ConfigError
 from lima.io import open_store
-from lima.web import JsonHandler, render
+from lima.web import JsonHandler, LocalServer, render, require_token
 
 DB_NAME = "review.sqlite"
 
 
-def bucket_of(source: str, group: str | None, domain: str) -> str:
-    """The unit a quota is counted in: Stack Exchange by group, Reddit by subreddit."""
-    if source == "stackexchange":
-        return f"stackexchange/{group}"
-    if source == "reddit":
-        return f"reddit/{domain}"
-    return source
+def bucket_of(file_stem: str, group: str | None) -> str:
+    """The unit a quota is counted in, named as the build's manifest names it (its
+    ``selection`` keys): Stack Exchange by group, Reddit by pool, the rest by source."""
+    if file_stem.startswith("stackexchange"):
+        return f"{file_stem}/{group}"
+    if file_stem.startswith("reddit_"):
+        return "reddit/" + file_stem.removeprefix("reddit_")
+    if file_stem == "dialogues":
+        return "dialogue/stackexchange"
+    return file_stem
 
 
 @dataclass
@@ -69,7 +76,7 @@ def load_items(out: Path) -> list[Item]:
             items.append(
                 Item(
                     id=r["id"],
-                    bucket=bucket_of(r["source"], r["group"], r["domain"]),
+                    bucket=bucket_of(f.stem, r["group"]),
                     source=r["source"],
                     domain=r["domain"],
                     conversations=list(r["conversations"]),
@@ -81,21 +88,20 @@ def load_items(out: Path) -> list[Item]:
 
 
 def quotas(out: Path) -> dict[str, int]:
-    """Quota per bucket, from the build's manifest."""
+    """Quota per bucket: the ``wanted`` of each of the build manifest's ``selection`` keys."""
     manifest = out / "manifest.json"
     if not manifest.exists():
         return {}
-    sel = json.loads(manifest.read_text(encoding="utf-8")).get("selection", {})
-    result = {f"stackexchange/{g}": r["wanted"] for g, r in sel.get("stackexchange", {}).items()}
-    for key, r in sel.items():
-        if key.startswith("reddit/"):
-            for domain in r.get("sites", {}) or {}:
-                result[f"reddit/{domain}"] = r["wanted"]
-    return result
+    try:
+        sel = json.loads(manifest.read_text(encoding="utf-8")).get("selection", {})
+        return {key: int(r["wanted"]) for key, r in sel.items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{manifest}: not a build manifest ({e})") from None
 
 
 class Store:
-    """Decisions in SQLite; every write is its own committed transaction."""
+    """Decisions in SQLite; every write is its own committed transaction, and each decision
+    keeps the state it replaced (``history``) so it can be undone."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -110,9 +116,22 @@ class Store:
                 edited INTEGER NOT NULL,
                 reviewer TEXT,
                 updated_at TEXT NOT NULL
-            )""",
+            );
+            CREATE TABLE IF NOT EXISTS history (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL,
+                before TEXT
+            );""",
             "a review database",
         )
+
+    def _row(self, id: str) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.db.execute(
+            "SELECT id, bucket, decision, conversations, edited, reviewer, updated_at "
+            "FROM decisions WHERE id = ?",
+            (id,),
+        ).fetchone()
+        return row
 
     def decide(
         self, item: Item, decision: str, conversations: list[str] | None, reviewer: str | None
@@ -120,51 +139,105 @@ class Store:
         if decision not in ("accept", "reject"):
             raise ValueError(f"decision must be accept or reject, not {decision!r}")
         turns = conversations if conversations is not None else item.conversations
-        if len(turns) != len(item.conversations) or not all(isinstance(t, str) for t in turns):
+        if (
+            not isinstance(turns, list)
+            or len(turns) != len(item.conversations)
+            or not all(isinstance(t, str) for t in turns)
+        ):
             raise ValueError("an edit keeps the number of turns and must be text")
+        if decision == "reject":
+            turns = item.conversations
         edited = turns != item.conversations
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.lock:
-            self.db.execute(
-                """INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(id) DO UPDATE SET decision=excluded.decision,
-                   conversations=excluded.conversations, edited=excluded.edited,
-                   reviewer=excluded.reviewer, updated_at=excluded.updated_at""",
-                (item.id, item.bucket, decision, json.dumps(turns), int(edited), reviewer, now),
-            )
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._row(item.id)
+                self.db.execute(
+                    "INSERT INTO history (id, before) VALUES (?, ?)",
+                    (item.id, None if before is None else json.dumps(list(before))),
+                )
+                self.db.execute(
+                    """INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(id) DO UPDATE SET decision=excluded.decision,
+                       conversations=excluded.conversations, edited=excluded.edited,
+                       reviewer=excluded.reviewer, updated_at=excluded.updated_at""",
+                    (item.id, item.bucket, decision, json.dumps(turns), int(edited), reviewer,
+                     now),
+                )  # fmt: skip
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
-    def all(self) -> dict[str, dict[str, Any]]:
+    def undo(self, id: str) -> None:
+        """Puts back what the latest decision on ``id`` replaced (``LookupError`` when there
+        is none)."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT id, bucket, decision, conversations, edited FROM decisions"
-            ).fetchall()
-        return {
-            r[0]: {
-                "bucket": r[1],
-                "decision": r[2],
-                "conversations": json.loads(r[3]),
-                "edited": bool(r[4]),
-            }
-            for r in rows
-        }
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                last = self.db.execute(
+                    "SELECT seq, before FROM history WHERE id = ? ORDER BY seq DESC LIMIT 1",
+                    (id,),
+                ).fetchone()
+                if last is None:
+                    raise LookupError(f"nothing to undo for {id}")
+                self.db.execute("DELETE FROM history WHERE seq = ?", (last[0],))
+                self.db.execute("DELETE FROM decisions WHERE id = ?", (id,))
+                if last[1] is not None:
+                    self.db.execute(
+                        "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)", json.loads(last[1])
+                    )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def get(self, id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self._row(id)
+        if row is None:
+            return None
+        return {"decision": row[2], "conversations": json.loads(row[3]), "edited": bool(row[4])}
+
+    def decisions(self) -> dict[str, str]:
+        with self.lock:
+            rows = self.db.execute("SELECT id, decision FROM decisions").fetchall()
+        return {r[0]: r[1] for r in rows}
 
     def close(self) -> None:
         self.db.close()
 
 
-def accepted(out: Path) -> dict[str, list[str]]:
-    """Accepted ids with their (possibly edited) turns, for the build."""
+def _read(out: Path, query: str) -> list[tuple[Any, ...]]:
     path = out / DB_NAME
     if not path.exists():
-        return {}
+        return []
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = db.execute(
-            "SELECT id, conversations FROM decisions WHERE decision = 'accept' ORDER BY id"
-        ).fetchall()
+        return db.execute(query).fetchall()
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"{path}: not a review database ({e})") from None
     finally:
         db.close()
+
+
+def accepted(out: Path) -> dict[str, list[str]]:
+    """Accepted ids with their (possibly edited) turns, for the build."""
+    rows = _read(out, "SELECT id, conversations FROM decisions WHERE decision = 'accept' "
+                      "ORDER BY id")  # fmt: skip
     return {r[0]: json.loads(r[1]) for r in rows}
+
+
+def rejected(out: Path) -> set[str]:
+    """Rejected ids, which the build never selects."""
+    return {r[0] for r in _read(out, "SELECT id FROM decisions WHERE decision = 'reject'")}
+
+
+def edited(out: Path) -> set[str]:
+    """Accepted ids whose turns the reviewer changed."""
+    rows = _read(out, "SELECT id FROM decisions WHERE decision = 'accept' AND edited = 1")
+    return {r[0] for r in rows}
 
 
 class App:
@@ -175,10 +248,14 @@ class App:
         self.quotas = quotas(out)
         self.store = Store(out / DB_NAME)
         self.reviewer = reviewer
+        # what the search box matches: id, domain and every turn, case-folded
+        self.haystack = [
+            "\n".join([it.id, it.domain, *it.conversations]).casefold() for it in self.items
+        ]
 
     def item(self, i: int) -> dict[str, Any]:
         it = self.items[i]
-        d = self.store.all().get(it.id)
+        d = self.store.get(it.id)
         turns = d["conversations"] if d else it.conversations
         return {
             "index": i,
@@ -195,61 +272,111 @@ class App:
             "edited": d["edited"] if d else False,
         }
 
+    def listing(self, bucket: str | None, q: str | None) -> dict[str, Any]:
+        """The items the filter keeps, in order, with whether each is decided."""
+        needle = (q or "").strip().casefold()
+        decided = self.store.decisions()
+        indices = [
+            i
+            for i, it in enumerate(self.items)
+            if (not bucket or it.bucket == bucket) and (not needle or needle in self.haystack[i])
+        ]
+        flags = [self.items[i].id in decided for i in indices]
+        first = next((k for k, done in enumerate(flags) if not done), None)
+        return {"indices": indices, "decided": flags, "first_undecided": first}
+
     def progress(self) -> dict[str, Any]:
-        decided = self.store.all()
-        buckets: dict[str, dict[str, int]] = {}
+        decided = self.store.decisions()
+        buckets: dict[str, dict[str, Any]] = {}
         for it in self.items:
             b = buckets.setdefault(it.bucket, {"candidates": 0, "accepted": 0, "rejected": 0})
             b["candidates"] += 1
             d = decided.get(it.id)
             if d:
-                b["accepted" if d["decision"] == "accept" else "rejected"] += 1
+                b["accepted" if d == "accept" else "rejected"] += 1
         for name, b in buckets.items():
-            b["quota"] = self.quotas.get(name, 0)
-        return {"buckets": dict(sorted(buckets.items())), "reviewed": len(decided)}
+            b["quota"] = self.quotas.get(name)
+        reviewed = sum(b["accepted"] + b["rejected"] for b in buckets.values())
+        return {"buckets": dict(sorted(buckets.items())), "reviewed": reviewed,
+                "total": len(self.items)}  # fmt: skip
+
+    def _item_of(self, body: dict[str, Any]) -> Item:
+        i = self.index.get(body.get("id"))  # type: ignore[arg-type]
+        if i is None:
+            raise ValueError("no such item")
+        return self.items[i]
+
+    def decide(self, body: dict[str, Any]) -> dict[str, Any]:
+        it = self._item_of(body)
+        self.store.decide(it, str(body.get("decision")), body.get("turns"), self.reviewer)
+        return {"ok": True, "index": self.index[it.id], "progress": self.progress()}
+
+    def undo(self, body: dict[str, Any]) -> dict[str, Any]:
+        it = self._item_of(body)
+        self.store.undo(it.id)
+        i = self.index[it.id]
+        return {"ok": True, "index": i, "item": self.item(i), "progress": self.progress()}
+
+    def close(self) -> None:
+        self.store.close()
 
 
-def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
-    page = resources.files("lima.curate").joinpath("review.html").read_text(encoding="utf-8")
+class Handler(JsonHandler):
+    server_version = "lima-review"
+    app: App
+    page_text: str
 
-    class Handler(JsonHandler):
-        server_version = "lima-review"
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/":
-                self.send(200, page.encode(), "text/html; charset=utf-8")
-            elif path == "/api/progress":
-                self.json(app.progress())
-            elif path.startswith("/api/item/"):
-                try:
-                    i = int(path.rsplit("/", 1)[1])
-                    self.json(app.item(i))
-                except (ValueError, IndexError):
-                    self.json({"error": "no such item"}, HTTPStatus.NOT_FOUND)
-            else:
-                self.json({"error": "not found"}, HTTPStatus.NOT_FOUND)
-
-        def do_POST(self) -> None:
-            if self.path != "/api/decide":
-                self.json({"error": "not found"}, HTTPStatus.NOT_FOUND)
-                return
+    def get(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/":
+            self.page(self.page_text)
+        elif url.path == "/api/progress":
+            self.json(self.app.progress())
+        elif url.path == "/api/list":
+            bucket = query.get("bucket", [""])[0]
+            self.json(self.app.listing(bucket, query.get("q", [""])[0]))
+        elif url.path.startswith("/api/item/"):
             try:
-                body = self.read_json()
-                it = app.items[app.index[body["id"]]]
-                app.store.decide(it, body["decision"], body.get("turns"), app.reviewer)
-            except (KeyError, ValueError, TypeError) as e:
-                self.json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
-                return
-            self.json({"ok": True, "progress": app.progress()})
+                i = int(url.path.rsplit("/", 1)[1])
+                if not 0 <= i < len(self.app.items):
+                    raise IndexError(i)
+                self.json(self.app.item(i))
+            except (ValueError, IndexError):
+                self.json({"error": "no such item"}, HTTPStatus.NOT_FOUND)
+        else:
+            self.json({"error": "not found"}, HTTPStatus.NOT_FOUND)
 
-    return Handler
+    def post(self) -> None:
+        actions = {"/api/decide": self.app.decide, "/api/undo": self.app.undo}
+        action = actions.get(self.path)
+        if action is None:
+            self.json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+            return
+        try:
+            self.json(action(self.read_object()))
+        except LookupError as e:
+            self.json({"error": str(e.args[0])}, HTTPStatus.CONFLICT)
+        except (ValueError, TypeError) as e:
+            self.json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
 
 
 def serve(
-    out: Path, host: str = "127.0.0.1", port: int = 8765, reviewer: str | None = None
-) -> ThreadingHTTPServer:
+    out: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    reviewer: str | None = None,
+    token: str | None = None,
+) -> LocalServer:
     """Start the review server (call ``serve_forever`` on the result)."""
+    require_token(host, token)
     app = App(out, reviewer)
-    server = ThreadingHTTPServer((host, port), make_handler(app))
+    page = resources.files("lima.curate").joinpath("review.html").read_text(encoding="utf-8")
+    handler = type("ReviewHandler", (Handler,), {"app": app, "page_text": page})
+    try:
+        server = LocalServer(host, port, handler, token)
+    except BaseException:
+        app.close()
+        raise
+    server.app = app
     return server

@@ -123,24 +123,65 @@ def generate(
 @app.command()
 def serve(
     model: Annotated[Path, typer.Option(help="a checkpoint directory")],
-    host: str = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
+        ),
+    ] = "127.0.0.1",
     port: int = 8000,
     top_p: TopP = 0.9,
     temperature: Temp = 0.7,
     repetition_penalty: Penalty = 1.2,
-    max_new_tokens: MaxNew = 2048,
+    max_new_tokens: Annotated[
+        int,
+        typer.Option(
+            help="new tokens when a request names no max_completion_tokens (always capped at the "
+            "model's window less the prompt)"
+        ),
+    ] = 2048,
+    name: Annotated[
+        str | None, typer.Option(help="the model id clients see [the checkpoint folder's name]")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIMA_TOKEN",
+            help="API key clients must send (Authorization: Bearer ...); required off loopback",
+        ),
+    ] = None,
+    queue: Annotated[
+        int, typer.Option(min=0, help="requests that may wait while one generates; more get 503")
+    ] = 16,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="seconds a request may take, queueing included; then 504")
+    ] = 600.0,
 ) -> None:
-    """An OpenAI-compatible /v1/chat/completions over the checkpoint."""
+    """An OpenAI-compatible /v1/chat/completions (and /v1/models) over the checkpoint, for the
+    official openai client and anything else that speaks the API: streaming, stop, seed, n,
+    usage. One request generates at a time; the prompt must fit the model's window."""
     from lima.evaluate.serve import Model
     from lima.evaluate.serve import serve as make
+    from lima.web import require_token
 
     gen = _generation(top_p, temperature, repetition_penalty, max_new_tokens)
-    server = make(Model(model), host, port, gen)
-    console.print(f"serving {model} on http://{host}:{server.server_port}/v1/chat/completions",
+    try:
+        require_token(host, token)
+        served = Model(model, name=name)
+        server = make(served, host, port, gen, token=token, queue=queue, timeout=timeout)
+    except (LimaError, OSError) as e:
+        _fail(e)
+    if server.warning:
+        err_console.print(f"[yellow]{server.warning}[/yellow]", highlight=False)
+    base = server.url("/v1", with_token=False)
+    console.print(f"serving {model} as {served.name!r} on {base}/chat/completions"
+                  f" (openai.OpenAI(base_url={base!r}, api_key=...))",
                   highlight=False)  # fmt: skip
     try:
         server.serve_forever()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.server_close()
 
 
@@ -627,25 +668,43 @@ def annotate(
     db: Annotated[Path, typer.Option(help="SQLite file the answers are kept in")] = Path(
         "annotations.sqlite"
     ),
-    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
+        ),
+    ] = "127.0.0.1",
     port: int = 8766,
     seed: Annotated[int, typer.Option(help="draws which side each annotator sees first")] = 0,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIMA_TOKEN",
+            help="secret the page must send back (random when not given; "
+            "required off loopback, where people open the printed URL#token=...)",
+        ),
+    ] = None,
+    prompts: Prompts = "paper",
 ) -> None:
     """A page where people judge responses: the sides shuffled per annotator, models hidden,
-    several annotators in one SQLite file. Export with `lima-eval export-annotations`."""
+    the guidelines shown, a comment per answer, each person resumed at their first unanswered
+    item, several annotators in one SQLite file. Export with `lima-eval export-annotations`."""
     from lima.evaluate.annotate import serve as make
 
     try:
-        server = make(files, db, host, port, seed)
+        server = make(files, db, host, port, seed, token, prompts)
     except LimaError as e:
         _fail(e)
-    url = f"http://{host}:{server.server_address[1]}/"
-    console.print(f"annotating {' vs '.join(str(f) for f in files)} into {db}: {url}  "
-                  "(add ?annotator=NAME to the link you hand out; Ctrl-C to stop)",
+    if server.warning:
+        err_console.print(f"[yellow]{server.warning}[/yellow]", highlight=False)
+    console.print(f"annotating {' vs '.join(str(f) for f in files)} into {db}: {server.url()}  "
+                  "(add ?annotator=NAME before any # to the link you hand out; Ctrl-C to stop)",
                   highlight=False)  # fmt: skip
     try:
         server.serve_forever()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.server_close()
 
 

@@ -3,6 +3,7 @@
     lima-train --config training/recipes/NAME.yaml [key=value ...]
     lima-train estimate --config training/recipes/NAME.yaml [key=value ...]
     lima-train check training/recipes/*.yaml
+    lima-train picks RUN_DIR
 
 The first form trains; run it as is for one process, or under ``torchrun``, ``deepspeed`` or
 ``accelerate launch`` (``-m lima.train``) for many ranks and nodes.
@@ -134,6 +135,46 @@ def check_cmd(
         )
 
 
+@tools_app.command("picks")
+def picks_cmd(
+    run: Annotated[Path, typer.Argument(help="a lima-train output_dir (holding dev_generations/)")],
+    host: Annotated[
+        str,
+        typer.Option(
+            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the page")] = 8767,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIMA_TOKEN",
+            help="secret the page must send back (random when not given; required off loopback)",
+        ),
+    ] = None,
+) -> None:
+    """Pick the checkpoint blind: serves RUN/dev_generations.html (answers shuffled per row,
+    epochs shown once a row is picked) and saves every pick to
+    RUN/dev_generations.picks.json beside it."""
+    from lima.train.picks import PICKS
+    from lima.train.picks import serve as make
+
+    try:
+        server = make(run, host, port, token)
+    except (LimaError, OSError) as e:
+        _fail(e)
+    if server.warning:
+        err_console.print(f"[yellow]{server.warning}[/yellow]", highlight=False)
+    err_console.print(f"picking epochs of {run} (saved to {run / PICKS}): {server.url()}  "
+                      "(Ctrl-C to stop)", highlight=False)  # fmt: skip
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 _LOCAL_RANK = re.compile(r"^--local[-_]rank(=\d+)?$")
 
 
@@ -156,7 +197,7 @@ def main() -> None:
 
         print(f"lima-train {__version__}")
         return
-    if cleaned and cleaned[0] in ("estimate", "check"):
+    if cleaned and cleaned[0] in ("estimate", "check", "picks"):
         tools_app(cleaned, prog_name="lima-train")
     else:
         train_app(cleaned, prog_name="lima-train")

@@ -6,16 +6,12 @@ the generated tokens only, so that is written here as a logits processor.
 
 from __future__ import annotations
 
-import html
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from lima.io import write_text
 from lima.train.data import prompt_ids
 from lima.train.recipe import Generation
 
@@ -158,70 +154,10 @@ def dev_generations(
     return rows
 
 
-_EPOCH_FILE = re.compile(r"epoch-(\d+)\.jsonl$")
-
-
 def side_by_side(gen_dir: Path, out: Path) -> None:
-    """An HTML page with one row per dev prompt and one column per epoch; a person ticks the
-    answers they prefer and the page tallies the ticks per epoch."""
-    epochs: dict[int, dict[str, dict[str, Any]]] = {}
-    for f in gen_dir.glob("epoch-*.jsonl"):
-        m = _EPOCH_FILE.search(f.name)
-        if m:
-            with f.open(encoding="utf-8") as fh:
-                epochs[int(m.group(1))] = {r["id"]: r for r in map(json.loads, fh)}
-    order = sorted(epochs)
-    ids: list[str] = []
-    prompts: dict[str, str] = {}
-    for k in order:
-        for rid, r in epochs[k].items():
-            if rid not in prompts:
-                ids.append(rid)
-                prompts[rid] = r["prompt"]
-    head = "".join(f"<th>epoch {k}<br><span class=tally data-epoch={k}>0</span> picked</th>"
-                   for k in order)  # fmt: skip
-    body = []
-    for rid in ids:
-        cells = []
-        for k in order:
-            cell = epochs[k].get(rid)
-            if cell is None:
-                cells.append("<td class=missing>—</td>")
-                continue
-            r = cell
-            stop = "stopped at EOT" if r["stopped_at_eot"] else "hit max_new_tokens"
-            cells.append(
-                f"<td><label><input type=radio name='{html.escape(rid)}' data-epoch={k}> "
-                f"prefer</label> <small>{r['new_tokens']} tokens, {stop}</small>"
-                f"<pre>{html.escape(r['generation'])}</pre></td>"
-            )
-        body.append(
-            f"<tr><th class=prompt><small>{html.escape(rid)}</small>"
-            f"<pre>{html.escape(prompts[rid])}</pre></th>{''.join(cells)}</tr>"
-        )
-    page = f"""<!doctype html>
-<html lang=en><meta charset=utf-8><title>dev generations by epoch</title>
-<style>
-body{{font:14px system-ui,sans-serif;margin:1em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;vertical-align:top;padding:.4em;max-width:40em}}
-pre{{white-space:pre-wrap;font:13px ui-monospace,monospace;margin:.3em 0}}
-th.prompt{{text-align:left;background:#f6f6f6}} .tally{{font-size:1.3em}}
-</style>
-<h1>Dev-set generations, one column per kept epoch</h1>
-<p>Pick the better answer in each row; the header counts the picks per epoch. The paper chose
-its checkpoint by hand between epochs 5 and 10 this way. Picks live only in this page.</p>
-<table><tr><th>prompt</th>{head}</tr>
-{chr(10).join(body)}
-</table>
-<script>
-function tally(){{
-  const n={{}};
-  document.querySelectorAll('input[type=radio]:checked').forEach(r=>{{
-    n[r.dataset.epoch]=(n[r.dataset.epoch]||0)+1;}});
-  document.querySelectorAll('.tally').forEach(t=>{{t.textContent=n[t.dataset.epoch]||0;}});
-}}
-document.addEventListener('change',tally);
-</script>
-</html>
-"""
-    write_text(out, page)
+    """The page the checkpoint is picked by: one row per dev prompt, the epochs' answers in
+    shuffled columns, each epoch revealed once a row is picked (``lima.train.picks``; serve it
+    with ``lima-train picks RUN_DIR`` to save the picks beside it)."""
+    from lima.train.picks import write_page
+
+    write_page(gen_dir, out)
