@@ -283,8 +283,8 @@ class Handler(JsonHandler):
             self.json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
 
 
-def serve(files: list[Path], db: Path, host: str = "127.0.0.1", port: int = 8766,
-          seed: int = 0, token: str | None = None, prompts: str = "paper") -> LocalServer:  # fmt: skip
+def serve(files: list[Path], db: Path, host: str = "127.0.0.1", port: int = 8766, seed: int = 0,
+          token: str | None = None, prompts: str = "paper") -> LocalServer:  # fmt: skip
     """The annotation server (call ``serve_forever`` on the result)."""
     require_token(host, token)
     app = App(files, db, seed, prompts)
