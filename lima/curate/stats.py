@@ -71,7 +71,10 @@ def lengths(frame: pl.DataFrame, tokenizer: Path | None = None) -> pl.DataFrame:
     turns = frame.select(
         _label().alias("key"),
         _paper_label().alias("source"),
-        pl.col("source").replace_strict(_ORDER, default=9).alias("_order"),
+        (
+            pl.col("source").replace_strict(_ORDER, default=9) * 10
+            + (pl.col("group").fill_null("") == "other").cast(pl.Int64)
+        ).alias("_order"),
         pl.col("conversations").list.gather_every(2).alias("inp"),
         pl.col("conversations").list.gather_every(2, offset=1).alias("outp"),
     )
@@ -108,7 +111,7 @@ def lengths(frame: pl.DataFrame, tokenizer: Path | None = None) -> pl.DataFrame:
             pl.col("_to").mean().alias("output_tokens"),
         ]
     return (
-        turns.group_by("key", "source").agg(aggs).sort("_order", "source", "key").drop("_order")
+        turns.group_by("key", "source").agg(aggs).sort("_order", "key", "source").drop("_order")
     )
 
 
@@ -155,6 +158,8 @@ def refusals(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
             continue
         if "tags" in authored.columns:  # a dataset file read back (lima.curate.export)
             tags = authored["tags"]
+            if tags.null_count() == tags.len():  # an export, which carries no tags
+                continue
         else:
             meta = authored.schema["meta"]
             if not isinstance(meta, pl.Struct) or "tags" not in [f.name for f in meta.fields]:
