@@ -21,14 +21,20 @@ polars expressions (the regexes run in Rust), never a Python loop per row.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import math
 import random
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import scipy.sparse as sp
+from scipy import optimize
 
 from lima import schema
 from lima.errors import LimaError
@@ -516,55 +522,115 @@ def load_title_table(paths: list[Path]) -> pl.DataFrame:
     )
 
 
-def _words(col: str) -> pl.Expr:
-    return (
-        pl.col(col)
-        .str.to_lowercase()
-        .str.extract_all(r"[a-z]+")
-        .list.eval(pl.element().filter(~pl.element().is_in(list(_STOPWORDS))))
-    )
+def _stem(word: str) -> str:
+    for suffix in ("ing", "es", "s", "ed", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
 
 
-def train_classifier(titles: pl.DataFrame) -> pl.DataFrame:
-    """Multinomial naive Bayes over title words (Laplace smoothing): the table of
-    log P(word | class) for every vocabulary word and class, plus the priors."""
-    docs = titles.select("top", words=_words("key"))
-    counts = docs.explode("words").drop_nulls("words").group_by("top", "words").len()
-    vocab = counts.select("words").unique()
-    classes = docs.group_by("top").len().rename({"len": "docs"})
-    totals = counts.group_by("top").agg(total=pl.col("len").sum())
-    dense = (
-        vocab.join(classes.select("top"), how="cross")
-        .join(counts, on=["top", "words"], how="left")
-        .join(totals, on="top", how="left")
-        .with_columns(pl.col("len").fill_null(0), pl.col("total").fill_null(0))
-    )
-    v = vocab.height
-    return dense.select(
-        "top",
-        "words",
-        logp=((pl.col("len") + 1) / (pl.col("total") + v)).log(),
-    ).join(
-        classes.with_columns(prior=(pl.col("docs") / pl.col("docs").sum()).log()).select(
-            "top", "prior"
-        ),
-        on="top",
-    )
+def title_features(text: str) -> list[str]:
+    """A title's features: its words (stop words out, a light suffix stem) and its word
+    bigrams (stop words in: "get rid", "rid of")."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = ["w:" + _stem(w) for w in words if w not in _STOPWORDS]
+    out += [f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    return out
 
 
-def classify(articles: pl.DataFrame, model: pl.DataFrame) -> pl.DataFrame:
-    """The most likely class per ``key`` (ties to the first class by name); null where no
-    title word is in the vocabulary."""
-    words = articles.select("key", words=_words("key")).unique("key").explode("words")
-    scored = (
-        words.join(model, on="words", how="inner")
-        .group_by("key", "top")
-        .agg(score=pl.col("logp").sum() + pl.col("prior").first())
-        .sort("key", pl.col("score"), "top", descending=[False, True, False])
-        .group_by("key", maintain_order=True)
-        .first()
+@dataclass
+class TitleClassifier:
+    """Multinomial logistic regression over TF-IDF title features (L2-normalised), trained
+    with L-BFGS and an L2 penalty; deterministic for the same training rows."""
+
+    classes: list[str]
+    vocab: dict[str, int]
+    idf: np.ndarray
+    weights: np.ndarray  # vocabulary x classes
+    bias: np.ndarray
+
+    def matrix(self, texts: list[str]) -> sp.csr_matrix:
+        rows, cols, vals = [], [], []
+        for i, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            for f in title_features(text):
+                j = self.vocab.get(f)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            norm = math.sqrt(sum((n * self.idf[j]) ** 2 for j, n in counts.items())) or 1.0
+            for j, n in sorted(counts.items()):
+                rows.append(i)
+                cols.append(j)
+                vals.append(n * self.idf[j] / norm)
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), len(self.vocab)))
+
+
+def train_classifier(
+    titles: pl.DataFrame, names: dict[str, str] | None = None, c: float = 30.0
+) -> TitleClassifier:
+    """Trains on ``titles`` (``key``, ``top``, and ``link`` where the table has one: the
+    article's address names it in other words, a second training text) and on the category
+    names themselves (``names``: normalised name -> top-level, the category map)."""
+    docs = list(titles.select("key", "top").iter_rows())
+    if "link" in titles.columns:
+        slug = titles.select(
+            pl.col("link").str.extract(r"/([^/?#]+)$", 1).str.replace_all("-", " "), "top"
+        ).drop_nulls()
+        docs += list(slug.iter_rows())
+    if names is None:
+        names = load_category_map()
+    docs += sorted(names.items())
+    digest = hashlib.sha256(repr((docs, c, MAX_ITER)).encode("utf-8")).hexdigest()
+    if digest in _TRAINED:  # the same table in the same process (every build of a test run)
+        return _TRAINED[digest]
+    classes = sorted({top for _, top in docs})
+    vocab: dict[str, int] = {}
+    df: dict[str, int] = {}
+    for text, _ in docs:
+        for f in sorted(set(title_features(text))):
+            vocab.setdefault(f, len(vocab))
+            df[f] = df.get(f, 0) + 1
+    idf = np.array([math.log((1 + len(docs)) / (1 + df[f])) + 1 for f in vocab])
+    k = len(classes)
+    model = TitleClassifier(classes, vocab, idf, np.zeros((len(vocab), k)), np.zeros(k))
+    x = model.matrix([t for t, _ in docs])
+    y = np.array([classes.index(top) for _, top in docs])
+    onehot = np.eye(k)[y]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        weights, bias = w[:-k].reshape(len(vocab), k), w[-k:]
+        z = x @ weights + bias
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        value = -np.log(p[np.arange(len(y)), y] + 1e-12).sum() + 0.5 / c * (weights**2).sum()
+        g = p - onehot
+        return float(value), np.concatenate([(x.T @ g + weights / c).ravel(), g.sum(axis=0)])
+
+    res = optimize.minimize(
+        loss, np.zeros(len(vocab) * k + k), jac=True, method="L-BFGS-B",
+        options={"maxiter": MAX_ITER},
+    )  # fmt: skip
+    model.weights, model.bias = res.x[:-k].reshape(len(vocab), k), res.x[-k:]
+    _TRAINED[digest] = model
+    return model
+
+
+_TRAINED: dict[str, TitleClassifier] = {}
+MAX_ITER = 80  # L-BFGS steps: more buy little (benches/eval_wikihow_classifier.py)
+
+
+def classify(articles: pl.DataFrame, model: TitleClassifier) -> pl.DataFrame:
+    """The most likely class per ``key``; null where no feature of the title is known."""
+    keys = articles.select("key").unique(maintain_order=True)["key"].to_list()
+    x = model.matrix(keys)
+    scores = x @ model.weights + model.bias
+    best = scores.argmax(axis=1) if len(keys) else np.zeros(0, dtype=int)
+    known = np.asarray(x.getnnz(axis=1)) > 0
+    predicted = [model.classes[b] if ok else None for b, ok in zip(best, known, strict=True)]
+    return pl.DataFrame(
+        {"key": keys, "predicted": predicted}, schema={"key": pl.String, "predicted": pl.String}
     )
-    return scored.select("key", predicted="top")
 
 
 def categorize(
@@ -598,7 +664,7 @@ def categorize(
         top=pl.coalesce("top", "_t"),
     )
     if titles.height:
-        model = train_classifier(titles)
+        model = train_classifier(titles, cmap)
         pred = classify(a.filter(pl.col("top").is_null()), model)
         a = a.join(pred, on="key", how="left").with_columns(
             category_source=pl.coalesce(
