@@ -161,7 +161,9 @@ def test_writingprompts_join_tags_and_ranking(wp_files: tuple[Path, Path]) -> No
 
 def test_writingprompts_settings(wp_files: tuple[Path, Path]) -> None:
     base = len(wp_candidates(wp_files, min_story_chars=200, max_story_chars=0))
-    wider = wp_candidates(wp_files, min_story_chars=200, max_story_chars=0, allowed_tags=["WP", "IP"])
+    wider = wp_candidates(
+        wp_files, min_story_chars=200, max_story_chars=0, allowed_tags=["WP", "IP"]
+    )
     assert len(wider) > base
     assert len(wp_candidates(wp_files, min_story_chars=200, max_story_chars=0,
                              min_story_score=800)) < base  # fmt: skip
@@ -181,7 +183,6 @@ def test_writingprompts_default_bounds_follow_table1(wp_files: tuple[Path, Path]
     # half of the LIMA-like stories (500..1,500 characters) pass the floor, all of them here
     lima_like = ((lengths >= 500) & (lengths <= 1500)).sum()
     assert ((got >= 500) & (got <= 1500)).sum() >= lima_like / 2 > 0
-
 
 
 def test_askreddit_title_only_prompts() -> None:

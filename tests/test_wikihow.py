@@ -119,8 +119,14 @@ def test_koupaee_all_pairs_headlines_with_step_bodies_and_bullets(tmp_path: Path
     body = row["response"]
     assert body.startswith("1. Keep related supplies in the same area. If you're a photographer")
     # the lines under a step are its bullets, LIMA's "\t* " sub-list
-    assert "Some ideas include:\n\t* Essential supplies area -- the things you use every day.\n" in body
-    assert "\t* Infrequent or secondary supplies area, tucked out of the way.\n2. Make an effort" in body
+    assert (
+        "Some ideas include:\n\t* Essential supplies area -- the things you use every day.\n"
+        in body
+    )
+    assert (
+        "\t* Infrequent or secondary supplies area, tucked out of the way.\n2. Make an effort"
+        in body
+    )
     assert "8. Make a habit of throwing out old, excess, or useless stuff each month." in body
     assert ".." not in body and ";" not in body and "**" not in body
 
@@ -132,7 +138,9 @@ def test_koupaee_sep_opens_with_the_introduction_and_heads_each_method(tmp_path:
     body = scan.frame["response"][0]
     assert scan.frame["prompt"][0] == "How to sell fine art online?"
     assert body.startswith("So you're a new or aspiring artist and your creativity has spawned")
-    assert "there are some things you should consider.\n\n1. Sell yourself first. Before doing" in body
+    assert (
+        "there are some things you should consider.\n\n1. Sell yourself first. Before doing" in body
+    )
     assert "**" not in body and "##" not in body  # one section: no heading
     # the same real rows as an article of two methods: a "## " heading for each, numbering
     # restarting, the introduction once, first
@@ -159,7 +167,9 @@ def test_this_article_becomes_the_following_answer_in_the_introduction(tmp_path:
     body = wikihow.read_articles(tmp_path / "intro.csv", wikihow.WikiHowSettings())
     text = body.frame["response"][0]
     assert "some things you should consider. The following answer will show you how.\n\n1." in text
-    kept = wikihow.read_articles(tmp_path / "intro.csv", wikihow.WikiHowSettings(rename_article=False))
+    kept = wikihow.read_articles(
+        tmp_path / "intro.csv", wikihow.WikiHowSettings(rename_article=False)
+    )
     assert "This article will show you how." in kept.frame["response"][0]
 
 

@@ -403,9 +403,7 @@ POOL_NAMES = [
 ]  # fmt: skip
 
 
-def _selectable_chains(
-    cfg: BuildConfig, pools: Pools, decisions: dict[str, list[str]]
-) -> set[str]:
+def _selectable_chains(cfg: BuildConfig, pools: Pools, decisions: dict[str, list[str]]) -> set[str]:
     """The multi-turn chains a build may select: none without ``dialogues.enabled``; mined
     chains only once accepted in review when ``require_review``."""
     if not cfg.dialogues.enabled or cfg.preset != "lima":
@@ -475,9 +473,7 @@ def _dedup(
         survivors = pl.concat(
             [single.filter(~pl.col("id").is_in(dropped["id"].to_list())), every.filter(is_chain)]
         )
-        chain_drops = dedup.find(survivors.select("id", "text", "rank"), cfg.dedup).filter(
-            is_chain
-        )
+        chain_drops = dedup.find(survivors.select("id", "text", "rank"), cfg.dedup).filter(is_chain)
         dropped = pl.concat([dropped, chain_drops])
     split_of = every.select("id", "split")
     dropped = (

@@ -33,10 +33,10 @@ CHANGES = {
     ),
     "dialogue": "comment threads under Stack Exchange answers edited into turns",
     "wikihow": (
-        "the title made a question (\"How to ...?\", lower case but for names); the body "
+        'the title made a question ("How to ...?", lower case but for names); the body '
         "written as the introduction, a heading per method or part and numbered steps with "
-        "their bullets; \"This article\" at the start of a sentence of the introduction "
-        "written \"The following answer\"; citations, links, images and the Tips, Warnings, "
+        'their bullets; "This article" at the start of a sentence of the introduction '
+        'written "The following answer"; citations, links, images and the Tips, Warnings, '
         "Things You'll Need, References and Video sections removed"
     ),
     "reddit": "posts taken as written; prompts stripped of their [WP] tags",
@@ -120,8 +120,7 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> s
             "Refusals among the authored examples (partial or full refusals of harmful "
             "requests, tagged `refusal`): "
             + ", ".join(
-                f"{split} {n} of "
-                f"{splits[split].filter(pl.col('source') == 'authored').height}"
+                f"{split} {n} of {splits[split].filter(pl.col('source') == 'authored').height}"
                 for split, n in ref.items()
             )
             + " (the paper: 13 of its 200 authored training examples).",

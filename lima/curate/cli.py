@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import enum
+import json
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -65,7 +65,8 @@ def read_dataset(path: Path) -> pl.DataFrame:
                     f"{path}:{n}: not a dataset row (needs 'conversations', a list of strings, "
                     "or an export's 'messages')"
                 )
-        meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+        raw_meta = row.get("meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         tags = meta.get("tags") if isinstance(meta.get("tags"), list) else None
         rows.append(
             {

@@ -42,9 +42,9 @@ def apply(
         return frame, report
     turns = pl.col("conversations")
     if settings.strip_control_chars:
-        n = frame.select(
-            per=turns.list.eval(pl.element().str.count_matches(CONTROL)).list.sum()
-        )["per"]
+        n = frame.select(per=turns.list.eval(pl.element().str.count_matches(CONTROL)).list.sum())[
+            "per"
+        ]
         report["examples_with_control_chars"] = int((n > 0).sum())
         report["control_chars_removed"] = int(n.sum())
         if report["control_chars_removed"]:
@@ -63,7 +63,10 @@ def apply(
             flat = [t for c in lists for t in c]
             counts = iter(count_tokens(flat))
             too_long = pl.Series(
-                [max((next(counts) for _ in c), default=0) > settings.max_turn_tokens for c in lists]
+                [
+                    max((next(counts) for _ in c), default=0) > settings.max_turn_tokens
+                    for c in lists
+                ]
             )
         report["turn_too_long"] = int(too_long.sum())
         frame = frame.filter(~too_long)

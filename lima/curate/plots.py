@@ -25,6 +25,7 @@ def funnel_stages(
 
     def within(*pools: str) -> int:
         return sum(lim.get(p, {}).get("turn_too_long", 0) for p in pools)
+
     se = funnel["stackexchange"]["total"]
     wp = funnel["reddit/writingprompts"]
     ask = funnel["reddit/askreddit"]

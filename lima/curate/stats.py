@@ -110,9 +110,7 @@ def lengths(frame: pl.DataFrame, tokenizer: Path | None = None) -> pl.DataFrame:
             pl.col("_ti").mean().alias("input_tokens"),
             pl.col("_to").mean().alias("output_tokens"),
         ]
-    return (
-        turns.group_by("key", "source").agg(aggs).sort("_order", "key", "source").drop("_order")
-    )
+    return turns.group_by("key", "source").agg(aggs).sort("_order", "key", "source").drop("_order")
 
 
 def _token_counter(path: Path) -> Callable[[list[str]], list[int]]:
@@ -169,9 +167,7 @@ def refusals(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
     return out
 
 
-def stats_json(
-    splits: dict[str, pl.DataFrame], tokenizer: Path | None = None
-) -> dict[str, Any]:
+def stats_json(splits: dict[str, pl.DataFrame], tokenizer: Path | None = None) -> dict[str, Any]:
     """Table 1 as data: per split, per row, examples and mean lengths in characters, words
     (and tokens); ``null`` output lengths for prompt-only rows."""
     unit = "tokens" if tokenizer is not None else "words"

@@ -52,7 +52,9 @@ def task_files(path: Path) -> list[Path]:
 
 def is_task(data: Any) -> bool:
     """The task schema: an object with ``Definition`` and an ``Instances`` list."""
-    return isinstance(data, dict) and "Definition" in data and isinstance(data.get("Instances"), list)
+    return (
+        isinstance(data, dict) and "Definition" in data and isinstance(data.get("Instances"), list)
+    )
 
 
 def _as_text(value: Any) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import math
 import random
 import re
@@ -283,9 +284,9 @@ def _step_text() -> pl.Expr:
     return pl.concat_str(
         [
             pl.format("{}. {}", pl.col("_n"), first),
-            pl.when(rest.list.len() > 0).then(pl.lit("\n") + rest.list.join("\n")).otherwise(
-                pl.lit("")
-            ),
+            pl.when(rest.list.len() > 0)
+            .then(pl.lit("\n") + rest.list.join("\n"))
+            .otherwise(pl.lit("")),
         ]
     )
 
@@ -349,8 +350,10 @@ def cased_prompts(articles: pl.DataFrame, title: str = "core", text: str = "text
         .then(pl.col("_w").str.to_lowercase())
         .otherwise("_w")
     )
-    joined = words.sort("_a", "_i").group_by("_a", maintain_order=True).agg(
-        _p=pl.col("_w").str.join(" ")
+    joined = (
+        words.sort("_a", "_i")
+        .group_by("_a", maintain_order=True)
+        .agg(_p=pl.col("_w").str.join(" "))
     )
     return (
         a.select("_a")
@@ -453,7 +456,9 @@ def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
         .join(intros, on="title", how="left", maintain_order="left")
         .with_columns(
             response=pl.when(pl.col("_intro").fill_null("") != "")
-            .then(pl.concat_str([pl.col("_intro"), pl.col("_steps").fill_null("")], separator="\n\n"))
+            .then(
+                pl.concat_str([pl.col("_intro"), pl.col("_steps").fill_null("")], separator="\n\n")
+            )
             .otherwise("_steps")
             .str.strip_chars(),
             core=_prompt_core(pl.col("title")),
@@ -534,7 +539,7 @@ def title_features(text: str) -> list[str]:
     bigrams (stop words in: "get rid", "rid of")."""
     words = re.findall(r"[a-z0-9]+", text.lower())
     out = ["w:" + _stem(w) for w in words if w not in _STOPWORDS]
-    out += [f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    out += [f"b:{a}_{b}" for a, b in itertools.pairwise(words)]
     return out
 
 
