@@ -38,6 +38,8 @@ def _paper_label() -> pl.Expr:
         .then(pl.format("Stack Exchange ({})", grp.fill_null("?")))
         .when(src == "wikihow")
         .then(pl.lit("wikiHow"))
+        .when((src == "reddit") & (dom == ""))  # an export, which carries no subreddit
+        .then(pl.lit("Pushshift Reddit"))
         .when(src == "reddit")
         .then(pl.format("Pushshift r/{}", dom))
         .when(src == "natural_instructions")
