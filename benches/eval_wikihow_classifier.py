@@ -1,5 +1,6 @@
-"""Accuracy of the wikiHow title classifier on a held-out part of the shipped title table,
-against the majority-class baseline in the same run.
+"""Accuracy of the wikiHow title classifier (19 top-level categories) on a held-out part of
+the shipped title table, against the majority-class baseline in the same run. The held-out
+titles, and their addresses, take no part in training.
 
     python benches/eval_wikihow_classifier.py --holdout 0.2 --seed 1
 """
@@ -29,13 +30,14 @@ def main() -> None:
     table = table.sample(fraction=1.0, shuffle=True, seed=args.seed)
     n_train = int(table.height * (1 - args.holdout))
     train, test = table[:n_train], table[n_train:]
-    pred = test.join(wikihow.classify(test, wikihow.train_classifier(train)), on="key", how="left")
+    model = wikihow.train_classifier(train, cmap)
+    pred = test.join(wikihow.classify(test, model), on="key", how="left")
     acc = (pred["predicted"] == pred["top"]).fill_null(False).mean()
     majority = train["top"].mode().sort()[0]
     base = (test["top"] == majority).mean()
     print(f"{test.height} held-out titles of {table.height}; {pred['predicted'].null_count()} "
           "with no known word (counted wrong)")  # fmt: skip
-    print(f"naive Bayes accuracy {acc:.3f}; majority class ({majority}) {base:.3f}")
+    print(f"logistic regression accuracy {acc:.3f}; majority class ({majority}) {base:.3f}")
 
 
 if __name__ == "__main__":

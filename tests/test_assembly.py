@@ -74,10 +74,18 @@ def test_table1_counts_tokens_with_a_tokenizer(tmp_path: Path, demo: build.Build
     cfg.tokenizer = str(path)
     result = build.run(cfg, tmp_path / "out")
     text = (result.out / "stats.md").read_text()
-    assert "| input tokens | output tokens |" in text
-    row = next(line for line in text.splitlines() if line.startswith("| wikihow |"))
-    words, tokens = float(row.split("|")[7 - 1]), float(row.split("|")[9 - 1])
-    assert tokens > words  # a 500-token vocabulary splits words
+    assert "Mean lengths in tokens (tokenizer.json)." in text
+    data = json.loads((result.out / "stats.json").read_text())
+    assert data["unit"] == "tokens"
+    wh = next(r for r in data["splits"]["train"]["rows"] if r["source"] == "wikiHow")
+    assert wh["output_tokens"] > wh["output_words"]  # a 500-token vocabulary splits words
+    row = next(line for line in text.splitlines() if line.startswith("| wikiHow |"))
+    assert row == f"| wikiHow | 10 | {wh['input_tokens']:,.0f} | {wh['output_tokens']:,.0f} |"
+    # the stats command counts the same tokens
+    proc = run_cli("stats", str(result.out / "train.jsonl"), "--tokenizer", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(proc.stdout)
+    assert next(r for r in again["splits"]["train"]["rows"] if r["source"] == "wikiHow") == wh
 
 
 def test_exports_round_trip(tmp_path: Path, demo: build.BuildResult) -> None:
@@ -109,6 +117,58 @@ def test_exports_round_trip(tmp_path: Path, demo: build.BuildResult) -> None:
     bad.write_text(src.read_text().splitlines()[0] + "\n{not json\n")
     with pytest.raises(Exception, match=r"bad\.jsonl:2:2: not valid JSON"):
         export.export(bad, "messages", tmp_path / "x.jsonl")
+
+
+def test_with_dialogues_leaves_the_single_turn_rows_byte_identical(
+    tmp_path: Path, demo: build.BuildResult
+) -> None:
+    cfg = config.sample_config()
+    cfg.dialogues.enabled = True
+    cfg.dialogues.require_review = False  # every mined chain selectable: the hardest case
+    with_chains = build.run(cfg, tmp_path / "chains")
+    rows = (with_chains.out / "train.jsonl").read_text().splitlines()
+    single = [r for r in rows if json.loads(r)["source"] != "dialogue"]
+    assert single == (demo.out / "train.jsonl").read_text().splitlines()
+    chains = [json.loads(r) for r in rows if json.loads(r)["source"] == "dialogue"]
+    assert len(chains) == 2 + 3  # the sample quotas: 2 authored, 3 mined
+    assert all(len(r["conversations"]) >= 4 for r in chains)
+
+
+def test_an_input_given_twice_is_one_input(tmp_path: Path, demo: build.BuildResult) -> None:
+    cfg = config.sample_config()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in cfg.resolve(cfg.natural_instructions.paths[0]).glob("*.json"):
+        (copy / f.name).write_bytes(f.read_bytes())
+    cfg.natural_instructions.paths += [str(copy), cfg.natural_instructions.paths[0]]
+    cfg.wikihow.paths = cfg.wikihow.paths * 2
+    result = build.run(cfg, tmp_path / "twice")
+    assert (result.out / "train.jsonl").read_bytes() == (demo.out / "train.jsonl").read_bytes()
+    m = json.loads((result.out / "manifest.json").read_text())
+    dupes = {i["path"]: i["duplicate_of"] for i in m["inputs"] if "duplicate_of" in i}
+    sni = config.sample_config().natural_instructions.paths[0]
+    assert dupes == {str(copy): sni, sni: sni, cfg.wikihow.paths[0]: cfg.wikihow.paths[0]}
+
+
+def test_control_characters_and_over_long_turns_are_counted(tmp_path: Path) -> None:
+    from lima.curate import limits
+
+    demo_rows = pl.read_parquet(
+        build.run(config.sample_config(), tmp_path / "d").out / "candidates" / "wikihow.parquet"
+    ).sort(pl.col("conversations").list.get(1).str.len_chars(), "id")
+    # a real article with NUL and an escape byte in it, and one repeated past the window
+    first = demo_rows["conversations"][0].to_list()
+    dirty = [first[0], first[1][:100] + "\x00\x1b" + first[1][100:]]
+    huge = [first[0], first[1] * 40]
+    frame = demo_rows.head(3).with_columns(
+        conversations=pl.Series([dirty, huge, demo_rows["conversations"][2]])
+    )
+    out, report = limits.apply(frame, limits.LimitSettings())
+    assert report == {"examples": 3, "examples_with_control_chars": 1,
+                      "control_chars_removed": 2, "turn_too_long": 1}  # fmt: skip
+    assert out.height == 2 and out["conversations"][0].to_list() == first
+    unlimited, report = limits.apply(frame, limits.LimitSettings(max_turn_tokens=0))
+    assert unlimited.height == 3 and report["turn_too_long"] == 0
 
 
 def test_build_cli_flags(tmp_path: Path) -> None:

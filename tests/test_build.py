@@ -22,6 +22,7 @@ OUTPUTS = [
     "authored_style.md",
     "manifest.json",
     "stats.md",
+    "stats.json",
     "candidates/stackexchange.parquet",
     "candidates/reddit_writingprompts.parquet",
     "candidates/reddit_askreddit.parquet",
@@ -59,7 +60,9 @@ def test_outputs_and_quotas(demo: build.BuildResult) -> None:
     assert groups.count("stem") == 10 and groups.count("other") == 10
     stories = [r for r in rows if r["source"] == "reddit"]
     assert len(stories) == 10 and all(r["domain"] == "WritingPrompts" for r in stories)
-    assert all(len(r["conversations"]) == 2 and len(r["conversations"][1]) >= 1000 for r in stories)
+    assert all(
+        len(r["conversations"]) == 2 and 500 <= len(r["conversations"][1]) <= 2000 for r in stories
+    )
     tests = [json.loads(line) for line in (demo.out / "test.jsonl").read_text().splitlines()]
     assert len(tests) == 22 and all(len(r["conversations"]) == 1 for r in tests)
     assert sum(r["source"] == "reddit" for r in tests) == 10
@@ -92,7 +95,12 @@ def test_manifest_accounts_for_everything(demo: build.BuildResult) -> None:
     # every source's funnel is in the manifest
     assert m["funnel"]["natural_instructions"]["rejected"] == {"not_generation_task": 2}
     assert m["funnel"]["wikihow"]["files"][0]["funnel"]["articles"] == 223
-    assert m["funnel"]["duplicates"] == {"exact_duplicate_prompt": 4}
+    # the four prompts WritingPrompts holds twice belong to stories past the length bounds
+    assert m["funnel"]["duplicates"] == {}
+    # every pool went through the shared limits: wikiHow's longest articles exceed the window
+    lim = m["funnel"]["limits"]
+    assert lim["wikihow"]["turn_too_long"] == 90 and lim["se"]["turn_too_long"] == 0
+    assert m["outputs"]["candidates/wikihow.parquet"]["rows"] == lim["wikihow"]["examples"]
     # temperature 3: p(site) is proportional to n ** (1/3)
     p = sel["stackexchange/other"]["probabilities"]
     assert p["beer.stackexchange.com"] == pytest.approx(
@@ -102,8 +110,21 @@ def test_manifest_accounts_for_everything(demo: build.BuildResult) -> None:
 
 def test_stats_md_is_table1(demo: build.BuildResult) -> None:
     text = (demo.out / "stats.md").read_text()
-    assert "| stackexchange (stem) | 10 |" in text and "| reddit | 10 |" in text
-    assert "## test: 22 examples" in text and "## dev: 5 examples" in text
+    assert "| Stack Exchange (STEM) | 10 | 42 | 379 |" in text
+    assert "| Pushshift r/WritingPrompts | 10 |" in text and "| Pushshift r/AskMen | 10 |" in text
+    rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ")]
+    assert rows[:13] == [
+        "Source", "**Training**", "Stack Exchange (STEM)", "Stack Exchange (Other)", "wikiHow",
+        "Pushshift r/WritingPrompts", "Natural Instructions", "Authored (Group A)", "Total",
+        "**Development**", "Authored (Group A)", "Total", "**Test**",
+    ]  # fmt: skip
+    assert "| Authored (Group B) | 12 | 22 | N/A |" in text
+    assert "Refusals among authored examples: train 2 of 12" in text
+    data = json.loads((demo.out / "stats.json").read_text())
+    assert data["unit"] == "words" and data["refusals_among_authored"]["train"] == 2
+    train = {r["source"]: r for r in data["splits"]["train"]["rows"]}
+    assert train["wikiHow"]["examples"] == 10 and train["wikiHow"]["output_chars"] > 0
+    assert data["splits"]["test"]["rows"][0]["output_words"] is None  # prompts only
     assert "quantumcomputing.stackexchange.com | stem | 1986 | 1060 |" in text
 
 

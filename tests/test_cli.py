@@ -108,7 +108,8 @@ def test_stats_command(tmp_path: Path) -> None:
     result = build.run(config.sample_config(), tmp_path / "out")
     out = runner.invoke(app, ["stats", str(result.out / "train.jsonl")])
     assert out.exit_code == 0, out.output
-    assert "| stackexchange (stem) | 10 |" in out.output and "| reddit | 10 |" in out.output
+    assert "| Stack Exchange (STEM) | 10 |" in out.output
+    assert "| Pushshift r/WritingPrompts | 10 |" in out.output
 
 
 def test_lima_data_never_imports_torch(tmp_path: Path) -> None:

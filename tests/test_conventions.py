@@ -115,7 +115,8 @@ def test_stats_reads_exports_and_refuses_what_is_not_a_dataset(demo: Any, tmp_pa
         proc = run_cli("stats", str(out))
         assert proc.returncode == 0, proc.stderr
         # the same Table 1 rows (Stack Exchange's groups aside, which exports do not carry)
-        assert "wikihow" in proc.stdout and "Traceback" not in proc.stderr
+        assert "| wikiHow | 10 |" in proc.stdout and "Traceback" not in proc.stderr
+        assert "| Pushshift Reddit | 10 |" in proc.stdout
     for path, words in (
         (demo.out, "is a directory"),
         (ALPACA, "AlpacaEval model outputs"),

@@ -19,6 +19,8 @@ def test_keeps_generation_tasks_only_one_instance_each() -> None:
     scan = ni.scan([TASKS], ni.NaturalInstructionsSettings(), seed=0)
     assert scan.funnel == {
         "task_files": 3,
+        "not_task_files": [],
+        "duplicate_task_files": [],
         "rejected": {"not_generation_task": 2},  # COPA and Winograd are classification / spans
         "kept": 1,
         "categories": {"Data to Text": 1},
@@ -62,3 +64,33 @@ def test_broken_task_file_names_line_and_column(tmp_path: Path) -> None:
     bad.write_text("[1, 2]")
     with pytest.raises(ni.TaskFileError, match="not a task file"):
         ni.scan([bad], ni.NaturalInstructionsSettings(), 0)
+
+
+def test_a_folder_of_testset_task_files_is_read_by_content(tmp_path: Path) -> None:
+    # the released test split names its files testset_task*.json
+    for f in TASKS.glob("*.json"):
+        shutil.copy(f, tmp_path / f"testset_{f.name}")
+    (tmp_path / "splits.json").write_text(json.dumps({"train": [], "test": ["task957"]}))
+    scan = ni.scan([tmp_path], ni.NaturalInstructionsSettings(), seed=0)
+    assert scan.funnel["task_files"] == 3 and scan.funnel["kept"] == 1
+    assert scan.funnel["not_task_files"] == [str(tmp_path / "splits.json")]
+    assert scan.frame["domain"][0] == "testset_task957_e2e_nlg_text_generation_generate"
+
+
+def test_a_folder_without_a_task_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "splits.json").write_text(json.dumps({"train": []}))
+    with pytest.raises(ni.TaskFileError, match=r"no Super-Natural Instructions task file"):
+        ni.scan([tmp_path], ni.NaturalInstructionsSettings(), 0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ni.TaskFileError, match=r"empty: no Super-Natural"):
+        ni.scan([empty], ni.NaturalInstructionsSettings(), 0)
+
+
+def test_the_same_task_file_given_twice_is_one_task(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(E2E, copy / E2E.name)
+    scan = ni.scan([TASKS, copy], ni.NaturalInstructionsSettings(), seed=0)
+    assert scan.frame.height == 1 and scan.funnel["task_files"] == 3
+    assert scan.funnel["duplicate_task_files"] == [f"{copy / E2E.name} (same bytes as {E2E})"]

@@ -140,13 +140,14 @@ def wp_candidates(files: tuple[Path, Path], **settings: Any) -> pl.DataFrame:
 
 
 def test_writingprompts_join_tags_and_ranking(wp_files: tuple[Path, Path]) -> None:
-    c = wp_candidates(wp_files, min_story_chars=200)
+    c = wp_candidates(wp_files, min_story_chars=200, max_story_chars=0)
     tags = c["meta"].struct.field("tag").unique().to_list()
     assert tags == ["WP"]  # [OT], [MP], [EU], ... are excluded by default
     prompts = c["conversations"].list.first()
     assert not prompts.str.contains(r"^\s*\[").any()  # the tag is removed
-    scores = c["meta"].struct.field("answer_score").to_list()
-    assert scores == sorted(scores, reverse=True)  # ranked by story score
+    # ranked by the submission's score: the paper's "most upvoted posts"
+    scores = c["meta"].struct.field("question_score").to_list()
+    assert scores == sorted(scores, reverse=True)
     assert c["id"].n_unique() == len(c)  # one story per prompt
     first = c.filter(pl.col("meta").struct.field("post_id") == "4m0n").row(0, named=True)
     assert first["meta"]["reply_id"] == "b1"  # not the reply, not the bot
@@ -159,10 +160,29 @@ def test_writingprompts_join_tags_and_ranking(wp_files: tuple[Path, Path]) -> No
 
 
 def test_writingprompts_settings(wp_files: tuple[Path, Path]) -> None:
-    base = len(wp_candidates(wp_files, min_story_chars=200))
-    assert len(wp_candidates(wp_files, min_story_chars=200, allowed_tags=["WP", "IP"])) > base
-    assert len(wp_candidates(wp_files, min_story_chars=200, min_story_score=800)) < base
-    assert len(wp_candidates(wp_files, min_story_chars=5000)) < base
+    base = len(wp_candidates(wp_files, min_story_chars=200, max_story_chars=0))
+    wider = wp_candidates(
+        wp_files, min_story_chars=200, max_story_chars=0, allowed_tags=["WP", "IP"]
+    )
+    assert len(wider) > base
+    assert len(wp_candidates(wp_files, min_story_chars=200, max_story_chars=0,
+                             min_story_score=800)) < base  # fmt: skip
+    assert len(wp_candidates(wp_files, min_story_chars=5000, max_story_chars=0)) < base
+
+
+def test_writingprompts_default_bounds_follow_table1(wp_files: tuple[Path, Path]) -> None:
+    """Table 1: 274 tokens (about 1,100 characters) per story. The real stories run longer;
+    the default bounds keep the ones of LIMA's length, each submission's best among them."""
+    every = wp_candidates(wp_files, min_story_chars=1, max_story_chars=0)
+    lengths = every["conversations"].list.get(1).str.len_chars()
+    assert lengths.median() > 2500  # what ranking by score alone would pick from
+    c = wp_candidates(wp_files)
+    got = c["conversations"].list.get(1).str.len_chars()
+    assert got.min() >= 500 and got.max() <= 2000
+    assert 900 <= got.mean() <= 1600
+    # half of the LIMA-like stories (500..1,500 characters) pass the floor, all of them here
+    lima_like = ((lengths >= 500) & (lengths <= 1500)).sum()
+    assert ((got >= 500) & (got <= 1500)).sum() >= lima_like / 2 > 0
 
 
 def test_askreddit_title_only_prompts() -> None:

@@ -13,13 +13,13 @@ from typing import Any
 import polars as pl
 
 from lima import __version__, schema
-from lima.curate import card, dedup, evalsets, plots, review
+from lima.curate import card, dedup, evalsets, limits, plots, review
 from lima.curate.config import BuildConfig
 from lima.curate.select import GroupReport, dedupe_questions, select_stackexchange
 from lima.curate.sites import is_meta, load_groups, site_from_path
 from lima.curate.sources import authored, dialogues, natural_instructions, reddit, wikihow
 from lima.curate.sources.stackexchange import SiteScan, scan_site, total_funnel
-from lima.curate.stats import table1
+from lima.curate.stats import _token_counter, stats_json, table1
 from lima.io import (
     atomic_write,
     dumps,
@@ -42,17 +42,33 @@ class BuildResult:
 
 def _input_record(label: str, path: Path) -> dict[str, Any]:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {
-        "path": label,
-        "files": [
-            {
-                "name": f.name if f == path else str(f.relative_to(path)),
-                "bytes": f.stat().st_size,
-                "sha256": sha256_file(f),
-            }
-            for f in files
-        ],
-    }
+    listed = [
+        {
+            "name": f.name if f == path else str(f.relative_to(path)),
+            "bytes": f.stat().st_size,
+            "sha256": sha256_file(f),
+        }
+        for f in files
+    ]
+    # what the input holds, whatever its name: the same bytes given twice are one input
+    content = sha256_text(dumps(sorted(f["sha256"] for f in listed)))
+    return {"path": label, "files": listed, "content_sha256": content}
+
+
+def _register(record: dict[str, Any], inputs: list[dict[str, Any]]) -> bool:
+    """Adds ``record`` to the manifest's inputs; False (and the record marked
+    ``duplicate_of``) when an input already read holds the same bytes."""
+    for other in inputs:
+        if (
+            other.get("content_sha256") == record["content_sha256"]
+            and "duplicate_of" not in other
+            and record["files"]
+        ):
+            record["duplicate_of"] = other["path"]
+            inputs.append(record)
+            return False
+    inputs.append(record)
+    return True
 
 
 def _cached(
@@ -150,15 +166,16 @@ def _reddit(
         if not path.exists():
             raise FileNotFoundError(f"{path}: input dump not found (from config entry {label!r})")
         record = _input_record(label, path)
-        inputs.append(record)
+        if not _register(record, inputs):
+            continue
         scans.append(_reddit_cached(cfg, label, path, out / "candidates" / name, record, settings))
     rows = pl.concat([s.frame for s in scans]) if scans else pl.DataFrame(schema=reddit.ROW_SCHEMA)
     return rows, scans
 
 
 SOURCE_RANK = {
-    "test": 0, "dev": 0, "authored": 1, "dialogue": 1, "stackexchange": 2, "wikihow": 3,
-    "reddit": 4, "natural_instructions": 5,
+    "test": 0, "dev": 0, "authored": 1, "stackexchange": 2, "wikihow": 3, "reddit": 4,
+    "natural_instructions": 5, "dialogue": 6,
 }  # fmt: skip
 
 
@@ -182,8 +199,8 @@ def _paths(cfg: BuildConfig, labels: list[str], inputs: list[dict[str, Any]]) ->
         path = cfg.resolve(label)
         if not path.exists():
             raise FileNotFoundError(f"{path}: input not found (from config entry {label!r})")
-        inputs.append(_input_record(label, path))
-        out.append(path)
+        if _register(_input_record(label, path), inputs):
+            out.append(path)
     return out
 
 
@@ -361,27 +378,62 @@ def gather(
         "dialogues": dialogue_reports,
     }
     pools = Pools(se_rows, se_unfiltered, wh, wp_candidates, ask_candidates, sni.frame, auth, mined)
+    funnel["limits"] = _apply_limits(cfg, pools)
     return pools, scans, funnel
 
 
-def _dedup(cfg: BuildConfig, pools: Pools) -> tuple[Pools, pl.DataFrame]:
+def _apply_limits(cfg: BuildConfig, pools: Pools) -> dict[str, Any]:
+    """Control characters out and over-long turns dropped in every pool (``limits``)."""
+    count = None
+    if cfg.tokenizer and cfg.limits.max_turn_tokens > 0:
+        count = _token_counter(cfg.resolve(cfg.tokenizer))
+    reports = {}
+    for name in POOL_NAMES:
+        frame = getattr(pools, name)
+        if frame is None:
+            continue
+        frame, reports[name] = limits.apply(frame, cfg.limits, count)
+        setattr(pools, name, frame)
+    return reports
+
+
+POOL_NAMES = [
+    "se", "se_unfiltered", "wikihow", "writingprompts", "askreddit", "sni", "authored",
+    "dialogues",
+]  # fmt: skip
+
+
+def _selectable_chains(cfg: BuildConfig, pools: Pools, decisions: dict[str, list[str]]) -> set[str]:
+    """The multi-turn chains a build may select: none without ``dialogues.enabled``; mined
+    chains only once accepted in review when ``require_review``."""
+    if not cfg.dialogues.enabled or cfg.preset != "lima":
+        return set()
+    chains = set(pools.authored.filter(pl.col("source") == "dialogue")["id"].to_list())
+    mined = pools.dialogues["id"].to_list()
+    if cfg.dialogues.require_review:
+        mined = [i for i in mined if i in decisions]
+    return chains | set(mined)
+
+
+def _dedup(
+    cfg: BuildConfig, pools: Pools, decisions: dict[str, list[str]] | None = None
+) -> tuple[Pools, pl.DataFrame]:
     """Drop exact and near-duplicate prompts across every pool; test and dev prompts win,
-    so no test prompt reaches a training set."""
-    names = [
-        "se",
-        "se_unfiltered",
-        "wikihow",
-        "writingprompts",
-        "askreddit",
-        "sni",
-        "authored",
-        "dialogues",
-    ]
+    so no test prompt reaches a training set.
+
+    Only candidates a build can select compete. Single-turn candidates are deduplicated
+    among themselves first; multi-turn chains then only against what survived, and they
+    always lose, so ``--with-dialogues`` never changes a single-turn example."""
+    selectable = _selectable_chains(cfg, pools, decisions or {})
     parts = []
-    for name in names:
+    for name in POOL_NAMES:
         frame = getattr(pools, name)
         if frame is None or frame.height == 0:
             continue
+        if name in ("authored", "dialogues"):
+            frame = frame.filter(
+                (pl.col("source") != "dialogue") | pl.col("id").is_in(sorted(selectable))
+            )
         split = (
             pl.when(pl.col("source") == "authored")
             .then(pl.col("domain"))
@@ -414,7 +466,15 @@ def _dedup(cfg: BuildConfig, pools: Pools) -> tuple[Pools, pl.DataFrame]:
         .join(ranks, on="k", how="left")
         .select("id", "text", "split", rank=pl.col("r"))
     )
-    dropped = dedup.find(every.select("id", "text", "rank"), cfg.dedup)
+    is_chain = pl.col("id").is_in(sorted(selectable))
+    single = every.filter(~is_chain)
+    dropped = dedup.find(single.select("id", "text", "rank"), cfg.dedup)
+    if selectable:
+        survivors = pl.concat(
+            [single.filter(~pl.col("id").is_in(dropped["id"].to_list())), every.filter(is_chain)]
+        )
+        chain_drops = dedup.find(survivors.select("id", "text", "rank"), cfg.dedup).filter(is_chain)
+        dropped = pl.concat([dropped, chain_drops])
     split_of = every.select("id", "split")
     dropped = (
         dropped.join(split_of, on="id", how="left")
@@ -427,7 +487,7 @@ def _dedup(cfg: BuildConfig, pools: Pools) -> tuple[Pools, pl.DataFrame]:
         .select("id", "kept_id", "kind", "similarity", "reason")
     )
     gone = dropped["id"].to_list()
-    for name in names:
+    for name in POOL_NAMES:
         frame = getattr(pools, name)
         if frame is not None:
             setattr(pools, name, frame.filter(~pl.col("id").is_in(gone)))
@@ -458,9 +518,9 @@ def _reviewed_or(pool: pl.DataFrame, decisions: dict[str, list[str]]) -> pl.Data
 def run(cfg: BuildConfig, out: Path) -> BuildResult:
     inputs: list[dict[str, Any]] = []
     pools, scans, funnel = gather(cfg, out, inputs)
-    pools, dropped = _dedup(cfg, pools)
-    atomic_write(out / "duplicates.parquet", dropped.write_parquet)
     decisions = review.accepted(out)
+    pools, dropped = _dedup(cfg, pools, decisions)
+    atomic_write(out / "duplicates.parquet", dropped.write_parquet)
     pools, rejected_removed = _drop_rejected(pools, review.rejected(out))
     edited = review.edited(out)
     se = cfg.stackexchange
@@ -589,8 +649,17 @@ def run(cfg: BuildConfig, out: Path) -> BuildResult:
     tokenizer = cfg.resolve(cfg.tokenizer) if cfg.tokenizer else None
     stats_md = table1(splits, scans, selection, tokenizer=tokenizer)
     write_text(out / "stats.md", stats_md)
+    write_json(out / "stats.json", stats_json(splits, tokenizer))
     funnel["duplicates"] = dict(dropped.group_by("reason").len().sort("reason").rows())
-    plots.funnel_chart(funnel, selection, out / "funnel.png")
+    plots.funnel_chart(
+        funnel,
+        selection,
+        out / "funnel.png",
+        subreddits={
+            "writingprompts": cfg.reddit.writingprompts.subreddit,
+            "askreddit": cfg.reddit.askreddit.subreddit,
+        },
+    )
     manifest = {
         "tool": "lima",
         "version": __version__,

@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 
+from lima.curate.stats import refusals
+
 SOURCE_NOTES = {
     "stackexchange": (
         "Stack Exchange",
@@ -30,7 +32,13 @@ CHANGES = {
         "and reference lines removed; the question's title or body taken as the prompt"
     ),
     "dialogue": "comment threads under Stack Exchange answers edited into turns",
-    "wikihow": "article HTML converted to text; links, images and some sections removed",
+    "wikihow": (
+        'the title made a question ("How to ...?", lower case but for names); the body '
+        "written as the introduction, a heading per method or part and numbered steps with "
+        'their bullets; "This article" at the start of a sentence of the introduction '
+        'written "The following answer"; citations, links, images and the Tips, Warnings, '
+        "Things You'll Need, References and Video sections removed"
+    ),
     "reddit": "posts taken as written; prompts stripped of their [WP] tags",
     "natural_instructions": "one instance per task, its definition and input joined as the prompt",
     "authored": "written for this set",
@@ -105,6 +113,18 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> s
             {x for x in every.filter(pl.col("source") == source)["license"].to_list() if x}
         )
         lines.append(f"| {name} | {n} | {note}{': ' + ', '.join(licences) if licences else ''} |")
+    ref = refusals(splits)
+    if ref:
+        lines += [
+            "",
+            "Refusals among the authored examples (partial or full refusals of harmful "
+            "requests, tagged `refusal`): "
+            + ", ".join(
+                f"{split} {n} of {splits[split].filter(pl.col('source') == 'authored').height}"
+                for split, n in ref.items()
+            )
+            + " (the paper: 13 of its 200 authored training examples).",
+        ]
     lines += ["", "## Changes were made", ""]
     lines.append("The texts are not the originals. Under each licence, these changes were made:")
     lines.append("")
@@ -144,7 +164,34 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, pl.DataFrame]) -> s
             f"- [{_esc(m.get('title')) or r['id']}]({m['url']}) — {', '.join(credits)}, "
             f"{r['license'] or 'CC BY-SA'}"
         )
+    lines += _wikihow_attribution(splits)
     return "\n".join(lines) + "\n"
+
+
+def _wikihow_attribution(splits: dict[str, pl.DataFrame]) -> list[str]:
+    """Every wikiHow article used, with its address: CC BY-NC-SA asks for the credit."""
+    wh = (
+        pl.concat([f.filter(pl.col("source") == "wikihow") for f in splits.values()])
+        .unique("id")
+        .sort("id")
+    )
+    if wh.height == 0:
+        return []
+    lines = [
+        "",
+        "## Attribution (wikiHow, CC BY-NC-SA 3.0)",
+        "",
+        "Each article is by the wikiHow community (https://www.wikihow.com), shared under "
+        "CC BY-NC-SA 3.0 (https://creativecommons.org/licenses/by-nc-sa/3.0/):",
+        "",
+    ]
+    for r in wh.iter_rows(named=True):
+        m = r["meta"] or {}
+        title = _esc(m.get("title")) or r["id"]
+        url = m.get("url")
+        shown = f"[{title}]({url})" if url else title
+        lines.append(f"- {shown} — wikiHow contributors, {r['license'] or 'CC BY-NC-SA 3.0'}")
+    return lines
 
 
 def _person(name: str | None, url: str | None) -> str:

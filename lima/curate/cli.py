@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -467,16 +468,30 @@ def config_cmd(
 @app.command()
 def stats(
     file: Annotated[Path, typer.Argument(help="A train/dev/test .jsonl or a candidates .parquet.")],
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(help="A tokenizer.json: lengths in tokens instead of words."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the numbers as JSON (what stats.json holds).")
+    ] = False,
 ) -> None:
     """Print the paper's Table 1 for one dataset file: a build's .jsonl, its `messages` or
-    ShareGPT export, or a candidates .parquet."""
+    ShareGPT export, or a candidates .parquet. Lengths are means in words (split on
+    whitespace), or in tokens with --tokenizer."""
     from lima.curate.export import read_dataset
-    from lima.curate.stats import table1
+    from lima.curate.stats import stats_json, table1
 
     frame = read_dataset(file)
     if frame.height == 0:
         raise ConfigError(f"{file}: holds no examples")
-    typer.echo(table1({file.name: frame}))
+    if tokenizer is not None and not tokenizer.is_file():
+        raise ConfigError(f"{tokenizer}: tokenizer file not found")
+    split = file.stem if file.stem in ("train", "dev", "test") else file.name
+    if as_json:
+        typer.echo(json.dumps(stats_json({split: frame}, tokenizer), indent=2))
+    else:
+        typer.echo(table1({split: frame}, tokenizer=tokenizer))
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from lima.curate.dedup import DedupSettings
+from lima.curate.limits import LimitSettings
 from lima.curate.select import DEICTIC_WORDS, PRONOUN_WORDS, QUESTION_WORDS
 from lima.curate.sources.natural_instructions import NaturalInstructionsSettings
 from lima.curate.sources.reddit import AskRedditSettings, WritingPromptsSettings
@@ -165,6 +166,7 @@ class BuildConfig:
     test: TestConfig = field(default_factory=TestConfig)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     tokenizer: str | None = None  # a tokenizer.json: Table 1 gains token lengths
     # Set when the config came from a file: relative paths are resolved against it.
     base_dir: str = field(default=".", metadata={"internal": True})
@@ -208,6 +210,15 @@ class BuildConfig:
         if not 0 <= f.max_link_list_share <= 1:
             raise ConfigError(
                 f"{origin}: stackexchange.filters.max_link_list_share must be in [0, 1]"
+            )
+        if self.limits.max_turn_tokens < 0 or self.limits.chars_per_token <= 0:
+            raise ConfigError(
+                f"{origin}: limits.max_turn_tokens must be >= 0 and limits.chars_per_token > 0"
+            )
+        wp = self.reddit.writingprompts
+        if wp.max_story_chars and wp.min_story_chars > wp.max_story_chars:
+            raise ConfigError(
+                f"{origin}: reddit.writingprompts.min_story_chars exceeds max_story_chars"
             )
         if se.markdown.max_depth < 1:
             raise ConfigError(f"{origin}: stackexchange.markdown.max_depth must be >= 1")

@@ -65,8 +65,18 @@ def read_dataset(path: Path) -> pl.DataFrame:
                     f"{path}:{n}: not a dataset row (needs 'conversations', a list of strings, "
                     "or an export's 'messages')"
                 )
+        raw_meta = row.get("meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        tags = meta.get("tags") if isinstance(meta.get("tags"), list) else None
         rows.append(
-            {"conversations": turns, "source": row.get("source"), "group": row.get("group")}
+            {
+                "conversations": turns,
+                "source": row.get("source"),
+                "group": row.get("group") if isinstance(row.get("group"), str) else None,
+                "domain": row.get("domain") if isinstance(row.get("domain"), str) else None,
+                "id": row.get("id") if isinstance(row.get("id"), str) else None,
+                "tags": [str(t) for t in tags] if tags is not None else None,
+            }
         )
     return _frame(rows)
 
@@ -98,15 +108,18 @@ def _from_json_list(path: Path) -> pl.DataFrame:
                 f"{path}: item {i}: not a ShareGPT row (needs 'conversations' of {{from, value}})"
             )
         turns = [t["value"] for t in conv if t.get("from") != "system"]
-        rows.append({"conversations": turns, "source": item.get("source"), "group": None})
+        rows.append({"conversations": turns, "source": item.get("source")})
     return _frame(rows)
 
 
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(
         rows,
-        schema={"conversations": pl.List(pl.String), "source": pl.String, "group": pl.String},
-    ).with_columns(pl.col("source").fill_null("unknown"))
+        schema={
+            "conversations": pl.List(pl.String), "source": pl.String, "group": pl.String,
+            "domain": pl.String, "id": pl.String, "tags": pl.List(pl.String),
+        },
+    ).with_columns(pl.col("source").fill_null("unknown"))  # fmt: skip
 
 
 def _roles(n: int) -> list[str]:

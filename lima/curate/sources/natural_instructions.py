@@ -9,6 +9,7 @@ line and the instance input, the response is the instance's first output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -41,11 +42,19 @@ class NaturalInstructionsSettings:
 
 
 def task_files(path: Path) -> list[Path]:
-    """A task file, or every ``task*.json`` in a folder (its ``tasks/`` too), sorted."""
+    """A task file, or every ``*.json`` in a folder (its ``tasks/`` too), sorted; which of
+    them hold a task is decided by their content (``is_task``), not their name."""
     if path.is_dir():
         inner = path / "tasks" if (path / "tasks").is_dir() else path
-        return sorted(p for p in inner.glob("*.json") if p.name.startswith("task"))
+        return sorted(p for p in inner.glob("*.json") if p.is_file())
     return [path]
+
+
+def is_task(data: Any) -> bool:
+    """The task schema: an object with ``Definition`` and an ``Instances`` list."""
+    return (
+        isinstance(data, dict) and "Definition" in data and isinstance(data.get("Instances"), list)
+    )
 
 
 def _as_text(value: Any) -> str:
@@ -54,8 +63,8 @@ def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _load(path: Path) -> dict[str, Any]:
-    raw = path.read_bytes()
+def _load(path: Path, raw: bytes | None = None) -> Any:
+    raw = path.read_bytes() if raw is None else raw
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
@@ -65,8 +74,8 @@ def _load(path: Path) -> dict[str, Any]:
         ) from e
     except UnicodeDecodeError as e:
         raise TaskFileError(f"{path}: byte {e.start}: not UTF-8") from e
-    if not isinstance(data, dict) or not isinstance(data.get("Instances"), list):
-        raise TaskFileError(f"{path}: byte 0: not a task file (no 'Instances' list)")
+    except RecursionError:
+        raise TaskFileError(f"{path}: byte 0: nested too deeply to be a task file") from None
     return data
 
 
@@ -83,10 +92,30 @@ def scan(paths: list[Path], settings: NaturalInstructionsSettings, seed: int) ->
     by_category: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     n_files = 0
+    not_tasks: list[str] = []
+    seen: dict[str, str] = {}
+    duplicates: list[str] = []
     for path in paths:
-        for f in task_files(path):
+        files = task_files(path)
+        tasks_here = 0
+        for f in files:
+            raw = f.read_bytes()
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest in seen:  # the same task file given twice (two folders, a copy)
+                duplicates.append(f"{f} (same bytes as {seen[digest]})")
+                tasks_here += 1
+                continue
+            task = _load(f, raw)
+            if not is_task(task):
+                if not path.is_dir():
+                    raise TaskFileError(
+                        f"{f}: byte 0: not a task file (no 'Definition' and 'Instances' list)"
+                    )
+                not_tasks.append(str(f))
+                continue
+            seen[digest] = str(f)
+            tasks_here += 1
             n_files += 1
-            task = _load(f)
             name = f.stem
             cats = [str(c) for c in task.get("Categories") or []]
             langs_io = {*map(str, task.get("Input_language") or []),
@@ -128,8 +157,15 @@ def scan(paths: list[Path], settings: NaturalInstructionsSettings, seed: int) ->
                     "license": _as_text(task.get("Instance License")) or None,
                 }
             )
+        if path.is_dir() and tasks_here == 0:
+            raise TaskFileError(
+                f"{path}: no Super-Natural Instructions task file among its {len(files)} .json "
+                "file(s) (a task has 'Definition' and an 'Instances' list)"
+            )
     funnel = {
         "task_files": n_files,
+        "not_task_files": not_tasks,
+        "duplicate_task_files": duplicates,
         "rejected": dict(sorted(rejected.items())),
         "kept": len(rows),
         "categories": dict(sorted(by_category.items())),

@@ -95,12 +95,15 @@ def total_funnel(scans: list[PushshiftScan]) -> dict[str, Any]:
 @dataclass
 class WritingPromptsSettings:
     """r/WritingPrompts: the title minus its tag is the prompt, the best
-    top-level comment the story."""
+    top-level comment the story. Submissions are ranked by their score (the paper's "most
+    upvoted posts"); the length bounds default to what Table 1 implies (274 tokens, about
+    1,100 characters, per story): a floor at 500 characters, a cap at 2,000 (0: none)."""
 
     subreddit: str = "WritingPrompts"
     allowed_tags: list[str] = field(default_factory=lambda: ["WP"])
     min_story_score: int = 10
-    min_story_chars: int = 1000
+    min_story_chars: int = 500
+    max_story_chars: int = 2000
     exclude_authors: list[str] = field(default_factory=lambda: ["AutoModerator", "[deleted]"])
 
 
@@ -117,7 +120,8 @@ def _empty_examples() -> pl.DataFrame:
 
 
 def writingprompts(rows: pl.DataFrame, s: WritingPromptsSettings) -> pl.DataFrame:
-    """Candidates ranked by story score: one (prompt, story) per submission."""
+    """Candidates ranked by submission score (then story score): one (prompt, story) per
+    submission, its best-scored top-level story within the length bounds."""
     subs = rows.filter(pl.col("kind") == "submission").with_columns(
         tag=pl.col("title").str.extract(TAG, 1).str.to_uppercase()
     )
@@ -136,15 +140,18 @@ def writingprompts(rows: pl.DataFrame, s: WritingPromptsSettings) -> pl.DataFram
         & (pl.col("parent_id") == pl.col("link_id"))
         & (pl.col("score") >= s.min_story_score)
         & (pl.col("text").str.len_chars() >= s.min_story_chars)
+        & ((s.max_story_chars <= 0) | (pl.col("text").str.len_chars() <= s.max_story_chars))
         & ~pl.col("author").fill_null("").is_in(s.exclude_authors)
     )
     best = (
-        stories.sort(["score", "created_utc", "id"], descending=[True, False, False])
+        stories.sort(
+            ["score", "created_utc", "id"], descending=[True, False, False], nulls_last=True
+        )
         .group_by("link_id", maintain_order=True)
         .first()
     )
     pairs = prompts.join(best, on="link_id", how="inner").sort(
-        ["score", "post_score", "post_id"], descending=[True, True, False]
+        ["post_score", "score", "post_id"], descending=[True, True, False], nulls_last=True
     )
     if pairs.is_empty():
         return _empty_examples()

@@ -21,14 +21,21 @@ polars expressions (the regexes run in Rust), never a Python loop per row.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import itertools
+import math
 import random
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import scipy.sparse as sp
+from scipy import optimize
 
 from lima import schema
 from lima.errors import LimaError
@@ -121,6 +128,15 @@ def _title_key() -> pl.Expr:
     )
 
 
+# "3 Ways to", "11 Easy Ways to", "Simple Ways to", "14+ Methods to", "Ways to": the title of
+# a how-to article whatever its count or adjective.
+_LISTICLE = (
+    r"(?i)^(?:\d+\+?\s+)?(?:(?:simple|easy|quick|best|great|good|proven|fun|smart|effective"
+    r"|natural|creative|cheap|clever|practical|helpful|useful|amazing|surefire|fast"
+    r"|different|top|ultimate)\s+){0,2}(?:ways|methods|steps|tips|tricks)\s+to\s+"
+)
+
+
 def _prompt_core(title: pl.Expr) -> pl.Expr:
     """ "3 Ways to Take Evening Primrose Oil - wikiHow" -> "How to Take Evening Primrose Oil"."""
     t = (
@@ -128,9 +144,9 @@ def _prompt_core(title: pl.Expr) -> pl.Expr:
         .str.replace(r"\s*-\s*wikiHow$", "")
         .str.replace_all(r"\s*\(with Pictures\)", "")
         .str.replace(r"\s*:.*$", "")  # ": 14 Steps", ": A Quick & Easy Guide"
-        .str.replace(r"(\D)\d+$", "$1")  # Koupaee de-duplication suffix: "...Artist1"
-        .str.replace(r"^\d+\+?\s+(?:\w+\s+){0,2}?(?:Ways|Methods|Steps|Tips)\s+to\s+", "How to ")
-        .str.replace(r"^how to\s+", "How to ")
+        .str.replace(r"(\p{Ll})\d{1,2}$", "$1")  # Koupaee de-duplication suffix: "...Artist1"
+        .str.replace(_LISTICLE, "How to ")
+        .str.replace(r"(?i)^how\s+to\s+", "How to ")
         .str.strip_chars()
     )
     return t
@@ -144,26 +160,23 @@ _CITATIONS = [
 ]
 
 
-def _clean(text: pl.Expr, rename_article: bool) -> pl.Expr:
+def _clean(text: pl.Expr) -> pl.Expr:
+    """Citations, links and images out; spacing tidied; line breaks kept (they separate a
+    step's paragraph from its bullets)."""
     t = text.fill_null("")
     for pattern in _CITATIONS:
         t = t.str.replace_all(pattern, "")
-    t = (
+    return (
         t.str.replace_all(r"!\[[^\]]*\]\([^)]*\)", "")  # Markdown images
         .str.replace_all(r"\[([^\]]+)\]\((?:https?://|/)[^)]*\)", "$1")  # Markdown links
         .str.replace_all(r"(?i)\[Image:[^\]]*\]|<img[^>]*>", "")
         .str.replace_all(r"h?https?://\S+|www\.\S+", "")
         .str.replace_all(r"[ \t]+([.,;:!?])", "$1")
         .str.replace_all(r"[ \t]{2,}", " ")
-        .str.replace_all(r"\.?;\s*$", ".")
+        .str.replace_all(r"(?m)\.?;[ \t]*$", ".")
         .str.replace_all(r"\n{3,}", "\n\n")
         .str.strip_chars()
     )
-    if rename_article:
-        t = t.str.replace_all(r"\bThis article\b", "The following answer").str.replace_all(
-            r"\bthis article\b", "the following answer"
-        )
-    return t
 
 
 def detect_layout(columns: list[str]) -> str:
@@ -188,7 +201,9 @@ def _read_csv(path: Path) -> pl.DataFrame:
 
 
 def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
-    """Any layout as one row per step: title, section, heading, paragraph, category, url."""
+    """Any layout as one row per step: title, section, heading, paragraph, intro, category,
+    url. ``intro`` is the article's introduction where the layout has one (``overview`` in
+    ``wikihowSep.csv``, repeated on every step row)."""
     cat = pl.col("category") if "category" in df.columns else pl.lit(None, pl.String)
     url = pl.col("url") if "url" in df.columns else pl.lit(None, pl.String)
     if layout == "steps":
@@ -202,13 +217,13 @@ def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
         )
         return df.select(
             "title", section=pl.lit(None, pl.String), heading=head, paragraph=para,
-            category=cat, url=url,
+            intro=pl.lit(None, pl.String), category=cat, url=url,
         )  # fmt: skip
     if layout == "koupaee_sep":
         return df.select(
             "title", section=pl.col("sectionLabel").str.strip_chars(),
             heading=pl.col("headline").str.strip_chars().str.strip_chars_end(","),
-            paragraph=pl.col("text"), category=cat, url=url,
+            paragraph=pl.col("text"), intro=pl.col("overview"), category=cat, url=url,
         )  # fmt: skip
     # koupaee_all: pair the headline lines with the step bodies when their counts agree.
     heads = (
@@ -239,9 +254,127 @@ def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
         section=pl.lit(None, pl.String),
         heading=pl.col("_h").list.get(pl.col("_i"), null_on_oob=True),
         paragraph=pl.col("_b"),
+        intro=pl.lit(None, pl.String),
         category=pl.col("_category"),
         url=pl.col("_url"),
     )
+
+
+def _rename_article(text: pl.Expr) -> pl.Expr:
+    """ "This article ..." / "This wikiHow ..." at the start of a sentence -> "The following
+    answer ..."."""
+    return text.str.replace_all(
+        r"(^|[.!?]\s+)This (?:article|wikiHow)\b", "${1}The following answer"
+    )
+
+
+def _step_text() -> pl.Expr:
+    """ "N. Headline. First paragraph" and every further line of the step as a ``\t* ``
+    sub-list item (wikiHow's bullets under a step)."""
+    lines = (
+        pl.col("paragraph")
+        .str.split("\n")
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
+    head = pl.col("heading").fill_null("").str.strip_chars()
+    head = pl.when(head.str.contains(r"[.!?:;]$") | (head == "")).then(head).otherwise(head + ".")
+    first = pl.concat_str([head, lines.list.first().fill_null("")], separator=" ").str.strip_chars()
+    rest = lines.list.slice(1).list.eval(pl.concat_str([pl.lit("\t* "), pl.element()]))
+    return pl.concat_str(
+        [
+            pl.format("{}. {}", pl.col("_n"), first),
+            pl.when(rest.list.len() > 0)
+            .then(pl.lit("\n") + rest.list.join("\n"))
+            .otherwise(pl.lit("")),
+        ]
+    )
+
+
+# A title word wikiHow capitalised only because titles are Title Case: its first letter is the
+# only capital (words such as "iPhone", "DIY" or "I" are kept as written).
+_TITLE_CASED = r"^\p{Lu}[^\p{Lu}-]*(?:-\p{Lu}[^\p{Lu}-]*)*$"
+_HONORIFICS = frozenset({"Dr.", "Mr.", "Mrs.", "Ms.", "St.", "Prof."})
+
+
+def cased_prompts(articles: pl.DataFrame, title: str = "core", text: str = "text") -> pl.Series:
+    """ "How to Brush a Dog's Teeth" -> "How to brush a dog's teeth?": every title-cased word
+    after "How to" lowered unless the article's own text writes it capitalised in mid-sentence
+    (after a lower-case letter, a digit or a comma) more often than in lower case, which marks
+    a name ("How to use Bitcoin?", "How to dress for Oktoberfest?"). The first word is the
+    verb and always lowered; words with other capitals ("iPhone", "CPR") and honorifics ("Dr.")
+    stay as written. Done for all articles at once in polars (no Python loop per article)."""
+    a = articles.select(title, text).with_row_index("_a")
+    words = (
+        a.select("_a", _w=pl.col(title).str.strip_prefix("How to ").str.split(" "))
+        .explode("_w")
+        .with_columns(_i=pl.int_range(pl.len()).over("_a"))
+        .with_columns(_base=pl.col("_w").str.extract(r"(\p{L}[\p{L}\p{N}]*)", 1))
+    )
+    names = (
+        a.select(
+            "_a",
+            _base=pl.col(text)
+            .fill_null("")
+            .str.extract_all(r"[\p{Ll}\p{N},;)]\s+\p{Lu}[\p{L}\p{N}]*")
+            .list.eval(pl.element().str.extract(r"(\p{Lu}[\p{L}\p{N}]*)$", 1)),
+        )
+        .explode("_base")
+        .drop_nulls("_base")
+        .group_by("_a", "_base")
+        .agg(_caps=pl.len())
+    )
+    words = words.join(names, on=["_a", "_base"], how="left", maintain_order="left")
+    # counter-evidence: the same word written in lower case in the text ("Seller" in a button's
+    # label, "seller" everywhere else)
+    maybe = (
+        words.filter(pl.col("_caps").is_not_null())
+        .select("_a", "_i", "_caps", _low=pl.col("_base").str.to_lowercase())
+        .join(a.select("_a", text), on="_a", how="left")
+        .select(
+            "_a",
+            "_i",
+            _name=pl.col("_caps")
+            > pl.col(text)
+            .fill_null("")
+            .str.count_matches(pl.lit(r"\b") + pl.col("_low") + pl.lit(r"\b")),
+        )
+    )
+    words = words.join(maybe, on=["_a", "_i"], how="left", maintain_order="left").with_columns(
+        _w=pl.when(
+            pl.col("_w").str.contains(_TITLE_CASED)
+            # the first word is the verb ("How to Use ..."), never a name
+            & (~pl.col("_name").fill_null(False) | (pl.col("_i") == 0))
+            & ~pl.col("_w").is_in(list(_HONORIFICS))
+        )
+        .then(pl.col("_w").str.to_lowercase())
+        .otherwise("_w")
+    )
+    joined = (
+        words.sort("_a", "_i")
+        .group_by("_a", maintain_order=True)
+        .agg(_p=pl.col("_w").str.join(" "))
+    )
+    return (
+        a.select("_a")
+        .join(joined, on="_a", how="left", maintain_order="left")
+        .select(pl.format("How to {}?", pl.col("_p").str.strip_chars_end("?.!")))
+        .to_series()
+        .alias("prompt")
+    )
+
+
+def article_url(title: pl.Expr) -> pl.Expr:
+    """wikiHow's address of an article from its title: "How to Be an Organized Artist" ->
+    https://www.wikihow.com/Be-an-Organized-Artist (the site's own naming rule)."""
+    path = (
+        _prompt_core(title)
+        .str.strip_prefix("How to ")
+        .str.replace_all(r"[?#%]", "")
+        .str.strip_chars()
+        .str.replace_all(r"\s+", "-")
+    )
+    return pl.concat_str([pl.lit("https://www.wikihow.com/"), path])
 
 
 @dataclass
@@ -278,23 +411,16 @@ def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
     steps = steps.with_columns(_dropped=is_dropped)
     steps_dropped = int(steps["_dropped"].sum())
     kept = steps.filter(~pl.col("_dropped")).with_columns(
-        paragraph=_clean(pl.col("paragraph"), settings.rename_article),
-        heading=_clean(pl.col("heading"), settings.rename_article),
+        paragraph=_clean(pl.col("paragraph")),
+        heading=_clean(pl.col("heading")),
     )
     kept = kept.filter(pl.col("paragraph").str.len_chars() + pl.col("heading").str.len_chars() > 0)
     # Number the steps within each section; a new section starts the count again.
     kept = kept.with_columns(
         _n=pl.int_range(1, pl.len() + 1).over("title", "section", order_by="_order")
     )
-    step_text = pl.format(
-        "{}. {}",
-        pl.col("_n"),
-        pl.when(pl.col("heading").fill_null("") != "")
-        .then(pl.format("**{}** {}", "heading", "paragraph").str.strip_chars())
-        .otherwise("paragraph"),
-    )
     sections = (
-        kept.with_columns(_step=step_text)
+        kept.with_columns(_step=_step_text())
         .group_by("title", "section", maintain_order=True)
         .agg(
             _body=pl.col("_step").str.join("\n"),
@@ -306,27 +432,46 @@ def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
     n_sections = sections.group_by("title").len().rename({"len": "_k"})
     sections = sections.join(n_sections, on="title", how="left").with_columns(
         _body=pl.when((pl.col("_k") > 1) & pl.col("section").is_not_null())
-        .then(pl.format("### {}\n\n{}", "section", "_body"))
+        .then(pl.format("## {}\n\n{}", "section", "_body"))
         .otherwise("_body")
     )
+    intros = steps.group_by("title", maintain_order=True).agg(
+        _intro=pl.col("intro").drop_nulls().first()
+    )
+    intros = intros.with_columns(_intro=_clean(pl.col("_intro")).str.replace_all(r"\s*\n\s*", " "))
+    if settings.rename_article:
+        intros = intros.with_columns(_intro=_rename_article(pl.col("_intro")))
     articles = (
         sections.sort("_first")
         .group_by("title", maintain_order=True)
         .agg(
-            response=pl.col("_body").str.join("\n\n"),
+            _steps=pl.col("_body").str.join("\n\n"),
             category=pl.col("category").drop_nulls().first(),
             url=pl.col("url").drop_nulls().first(),
         )
     )
     all_titles = steps.select(pl.col("title").unique(maintain_order=True))
-    articles = all_titles.join(articles, on="title", how="left", maintain_order="left")
-    core = _prompt_core(pl.col("title"))
+    articles = (
+        all_titles.join(articles, on="title", how="left", maintain_order="left")
+        .join(intros, on="title", how="left", maintain_order="left")
+        .with_columns(
+            response=pl.when(pl.col("_intro").fill_null("") != "")
+            .then(
+                pl.concat_str([pl.col("_intro"), pl.col("_steps").fill_null("")], separator="\n\n")
+            )
+            .otherwise("_steps")
+            .str.strip_chars(),
+            core=_prompt_core(pl.col("title")),
+        )
+        .drop("_intro", "_steps")
+    )
     articles = articles.with_columns(
-        prompt=pl.format("{}?", core.str.strip_chars_end("?.!")), key=_title_key()
+        prompt=cased_prompts(articles, "core", "response"),
+        key=_title_key(),
     )
     n = pl.col("response").fill_null("").str.len_chars()
     reason = (
-        pl.when(~core.str.starts_with("How to "))
+        pl.when(~pl.col("core").str.starts_with("How to "))
         .then(pl.lit("title_not_how_to"))
         .when(n == 0)
         .then(pl.lit("empty_body"))
@@ -337,7 +482,7 @@ def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
         .when(pl.col("key").is_duplicated() & (pl.int_range(pl.len()).over("key") > 0))
         .then(pl.lit("duplicate_title"))
     )
-    articles = articles.with_columns(_reason=reason)
+    articles = articles.with_columns(_reason=reason).drop("core")
     rejected = dict(
         articles.filter(pl.col("_reason").is_not_null())
         .group_by("_reason")
@@ -351,6 +496,7 @@ def read_articles(path: Path, settings: WikiHowSettings) -> WikiHowScan:
         "steps": steps.height,
         "steps_in_dropped_sections": steps_dropped,
         "articles": articles.height,
+        "with_introduction": int(intros["_intro"].fill_null("").str.len_chars().gt(0).sum()),
         "rejected": rejected,
         "kept": good.height,
     }
@@ -365,66 +511,131 @@ def load_title_table(paths: list[Path]) -> pl.DataFrame:
         cols = {c.lower(): c for c in df.columns}
         if "category" not in cols or "title" not in cols:
             raise WikiHowError(f"{p}: line 1: a title table needs Category and Title columns")
-        frames.append(df.select(title=pl.col(cols["title"]), category=pl.col(cols["category"])))
+        link = pl.col(cols["link"]) if "link" in cols else pl.lit(None, pl.String)
+        frames.append(
+            df.select(title=pl.col(cols["title"]), category=pl.col(cols["category"]), link=link)
+        )
     if not frames:
-        return pl.DataFrame(schema={"key": pl.String, "category": pl.String})
+        return pl.DataFrame(schema={"key": pl.String, "category": pl.String, "link": pl.String})
     t = pl.concat(frames).with_columns(
         title=pl.when(pl.col("title").str.to_lowercase().str.starts_with("how to"))
         .then("title")
         .otherwise(pl.format("How to {}", "title"))
     )
-    return t.select(key=_title_key(), category="category").unique("key", keep="first")
-
-
-def _words(col: str) -> pl.Expr:
-    return (
-        pl.col(col)
-        .str.to_lowercase()
-        .str.extract_all(r"[a-z]+")
-        .list.eval(pl.element().filter(~pl.element().is_in(list(_STOPWORDS))))
+    return t.select(key=_title_key(), category="category", link="link").unique(
+        "key", keep="first", maintain_order=True
     )
 
 
-def train_classifier(titles: pl.DataFrame) -> pl.DataFrame:
-    """Multinomial naive Bayes over title words (Laplace smoothing): the table of
-    log P(word | class) for every vocabulary word and class, plus the priors."""
-    docs = titles.select("top", words=_words("key"))
-    counts = docs.explode("words").drop_nulls("words").group_by("top", "words").len()
-    vocab = counts.select("words").unique()
-    classes = docs.group_by("top").len().rename({"len": "docs"})
-    totals = counts.group_by("top").agg(total=pl.col("len").sum())
-    dense = (
-        vocab.join(classes.select("top"), how="cross")
-        .join(counts, on=["top", "words"], how="left")
-        .join(totals, on="top", how="left")
-        .with_columns(pl.col("len").fill_null(0), pl.col("total").fill_null(0))
-    )
-    v = vocab.height
-    return dense.select(
-        "top",
-        "words",
-        logp=((pl.col("len") + 1) / (pl.col("total") + v)).log(),
-    ).join(
-        classes.with_columns(prior=(pl.col("docs") / pl.col("docs").sum()).log()).select(
-            "top", "prior"
-        ),
-        on="top",
-    )
+def _stem(word: str) -> str:
+    for suffix in ("ing", "es", "s", "ed", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
 
 
-def classify(articles: pl.DataFrame, model: pl.DataFrame) -> pl.DataFrame:
-    """The most likely class per ``key`` (ties to the first class by name); null where no
-    title word is in the vocabulary."""
-    words = articles.select("key", words=_words("key")).unique("key").explode("words")
-    scored = (
-        words.join(model, on="words", how="inner")
-        .group_by("key", "top")
-        .agg(score=pl.col("logp").sum() + pl.col("prior").first())
-        .sort("key", pl.col("score"), "top", descending=[False, True, False])
-        .group_by("key", maintain_order=True)
-        .first()
+def title_features(text: str) -> list[str]:
+    """A title's features: its words (stop words out, a light suffix stem) and its word
+    bigrams (stop words in: "get rid", "rid of")."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = ["w:" + _stem(w) for w in words if w not in _STOPWORDS]
+    out += [f"b:{a}_{b}" for a, b in itertools.pairwise(words)]
+    return out
+
+
+@dataclass
+class TitleClassifier:
+    """Multinomial logistic regression over TF-IDF title features (L2-normalised), trained
+    with L-BFGS and an L2 penalty; deterministic for the same training rows."""
+
+    classes: list[str]
+    vocab: dict[str, int]
+    idf: np.ndarray
+    weights: np.ndarray  # vocabulary x classes
+    bias: np.ndarray
+
+    def matrix(self, texts: list[str]) -> sp.csr_matrix:
+        rows, cols, vals = [], [], []
+        for i, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            for f in title_features(text):
+                j = self.vocab.get(f)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            norm = math.sqrt(sum((n * self.idf[j]) ** 2 for j, n in counts.items())) or 1.0
+            for j, n in sorted(counts.items()):
+                rows.append(i)
+                cols.append(j)
+                vals.append(n * self.idf[j] / norm)
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), len(self.vocab)))
+
+
+def train_classifier(
+    titles: pl.DataFrame, names: dict[str, str] | None = None, c: float = 30.0
+) -> TitleClassifier:
+    """Trains on ``titles`` (``key``, ``top``, and ``link`` where the table has one: the
+    article's address names it in other words, a second training text) and on the category
+    names themselves (``names``: normalised name -> top-level, the category map)."""
+    docs = list(titles.select("key", "top").iter_rows())
+    if "link" in titles.columns:
+        slug = titles.select(
+            pl.col("link").str.extract(r"/([^/?#]+)$", 1).str.replace_all("-", " "), "top"
+        ).drop_nulls()
+        docs += list(slug.iter_rows())
+    if names is None:
+        names = load_category_map()
+    docs += sorted(names.items())
+    digest = hashlib.sha256(repr((docs, c, MAX_ITER)).encode("utf-8")).hexdigest()
+    if digest in _TRAINED:  # the same table in the same process (every build of a test run)
+        return _TRAINED[digest]
+    classes = sorted({top for _, top in docs})
+    vocab: dict[str, int] = {}
+    df: dict[str, int] = {}
+    for text, _ in docs:
+        for f in sorted(set(title_features(text))):
+            vocab.setdefault(f, len(vocab))
+            df[f] = df.get(f, 0) + 1
+    idf = np.array([math.log((1 + len(docs)) / (1 + df[f])) + 1 for f in vocab])
+    k = len(classes)
+    model = TitleClassifier(classes, vocab, idf, np.zeros((len(vocab), k)), np.zeros(k))
+    x = model.matrix([t for t, _ in docs])
+    y = np.array([classes.index(top) for _, top in docs])
+    onehot = np.eye(k)[y]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        weights, bias = w[:-k].reshape(len(vocab), k), w[-k:]
+        z = x @ weights + bias
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        value = -np.log(p[np.arange(len(y)), y] + 1e-12).sum() + 0.5 / c * (weights**2).sum()
+        g = p - onehot
+        return float(value), np.concatenate([(x.T @ g + weights / c).ravel(), g.sum(axis=0)])
+
+    res = optimize.minimize(
+        loss, np.zeros(len(vocab) * k + k), jac=True, method="L-BFGS-B",
+        options={"maxiter": MAX_ITER},
+    )  # fmt: skip
+    model.weights, model.bias = res.x[:-k].reshape(len(vocab), k), res.x[-k:]
+    _TRAINED[digest] = model
+    return model
+
+
+_TRAINED: dict[str, TitleClassifier] = {}
+MAX_ITER = 80  # L-BFGS steps: more buy little (benches/eval_wikihow_classifier.py)
+
+
+def classify(articles: pl.DataFrame, model: TitleClassifier) -> pl.DataFrame:
+    """The most likely class per ``key``; null where no feature of the title is known."""
+    keys = articles.select("key").unique(maintain_order=True)["key"].to_list()
+    x = model.matrix(keys)
+    scores = x @ model.weights + model.bias
+    best = scores.argmax(axis=1) if len(keys) else np.zeros(0, dtype=int)
+    known = np.asarray(x.getnnz(axis=1)) > 0
+    predicted = [model.classes[b] if ok else None for b, ok in zip(best, known, strict=True)]
+    return pl.DataFrame(
+        {"key": keys, "predicted": predicted}, schema={"key": pl.String, "predicted": pl.String}
     )
-    return scored.select("key", predicted="top")
 
 
 def categorize(
@@ -449,14 +660,16 @@ def categorize(
     a = to_top(articles, "category").with_columns(
         category_source=pl.when(pl.col("top").is_not_null()).then(pl.lit("input"))
     )
-    a = a.join(titles.select("key", _t="top"), on="key", how="left").with_columns(
+    a = a.join(titles.select("key", _t="top", _link="link"), on="key", how="left").with_columns(
+        # the article's address: the input's own, else the title table's, else wikiHow's rule
+        url=pl.coalesce("url", "_link", article_url(pl.col("title"))),
         category_source=pl.coalesce(
             "category_source", pl.when(pl.col("_t").is_not_null()).then(pl.lit("title_table"))
         ),
         top=pl.coalesce("top", "_t"),
     )
     if titles.height:
-        model = train_classifier(titles)
+        model = train_classifier(titles, cmap)
         pred = classify(a.filter(pl.col("top").is_null()), model)
         a = a.join(pred, on="key", how="left").with_columns(
             category_source=pl.coalesce(
@@ -466,7 +679,7 @@ def categorize(
             top=pl.coalesce("top", "predicted"),
         )
         a = a.drop("predicted")
-    a = a.drop("_t")
+    a = a.drop("_t", "_link")
     sources = dict(a.group_by("category_source").len().drop_nulls().sort("category_source").rows())
     return a, sources
 
