@@ -131,3 +131,73 @@ def test_a_byte_order_mark_is_not_an_error(
     ):  # fmt: skip
         code, err = lima_data(capsys, *argv)
         assert code == 0, f"{argv[0]}: {err}"
+
+
+# --- lima-eval and lima-train ---------------------------------------------------------------
+
+ALPACA = ROOT / "tests" / "data" / "alpaca_eval" / "alpaca-7b.model_outputs.json"
+RECIPES = ROOT / "training" / "recipes"
+#: Nothing listens there; every case fails on its file before a judge is asked.
+JUDGE = ["--judge", "http://127.0.0.1:9/v1", "--judge-model", "m"]
+
+lima_eval = _runner("lima.evaluate.cli")
+lima_train = _runner("lima.train.cli")
+
+EVAL_COMMANDS = [
+    ("generate --prompts", ["generate", "--model", "{out}/no-model", "--prompts", "{}",
+                            "-o", "{out}/g.jsonl"]),
+    ("compare a", ["compare", "{}", str(ALPACA), *JUDGE, "--out", "{out}/c"]),
+    ("compare b", ["compare", str(ALPACA), "{}", *JUDGE, "--out", "{out}/c"]),
+    ("chart", ["chart", "{}", "-o", "{out}/c.png"]),
+    ("rate", ["rate", "{}", *JUDGE, "--out", "{out}/r"]),
+    ("absolute", ["absolute", "{}", *JUDGE, "--out", "{out}/a"]),
+    ("agreement", ["agreement", "{}", "{}"]),
+    ("chat --scripts", ["chat", "--model", "{out}/no-model", "--scripts", "{}", "--out", "{out}/h"]),
+    ("annotate", ["annotate", "{}", "--db", "{out}/a.sqlite", "--port", "0"]),
+    ("annotate --db", ["annotate", str(ALPACA), "--db", "{}", "--port", "0"]),
+    ("export-annotations", ["export-annotations", "{}", "--out", "{out}/e"]),
+]  # fmt: skip
+
+TRAIN_COMMANDS = [
+    ("check", ["check", "{}"]),
+    ("estimate", ["estimate", "--config", "{}"]),
+    ("train --config", ["--config", "{}"]),
+    ("train train_file=", ["--config", str(RECIPES / "tiny-cpu.yaml"), "train_file={}",
+                           "output_dir={out}/run"]),
+    ("check deepspeed=", ["check", str(RECIPES / "tiny-cpu.yaml"), "deepspeed={}"]),
+    ("estimate deepspeed=", ["estimate", "--config", str(RECIPES / "7b.yaml"), "deepspeed={}"]),
+    ("picks", ["picks", "{}", "--port", "0"]),
+]  # fmt: skip
+
+
+def _sweep(run: Callable[..., tuple[int, str]], name: str, argv: list[str],
+           bad: dict[str, Path], tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    for case in [*CASES, "empty"]:
+        path = bad[case]
+        args = [a.replace("{}", str(path)).replace("{out}", str(tmp)) for a in argv]
+        code, err = run(capsys, *args)
+        if case == "empty" and code == 0:
+            continue
+        assert code == 1, f"{name} on {case}: exit {code}: {err}"
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, f"{name} on {case}: {err}"
+        assert path.name in lines[0] and lines[0].startswith("error:"), f"{name} on {case}: {err}"
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "argv"), EVAL_COMMANDS, ids=[c for c, _ in EVAL_COMMANDS])
+def test_lima_eval_names_the_file_and_never_raises(
+    name: str, argv: list[str], bad: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    _sweep(lima_eval, name, argv, bad, tmp_path, capsys)
+
+
+@pytest.mark.parametrize(("name", "argv"), TRAIN_COMMANDS, ids=[c for c, _ in TRAIN_COMMANDS])
+def test_lima_train_names_the_file_and_never_raises(
+    name: str, argv: list[str], bad: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    pytest.importorskip("torch")
+    _sweep(lima_train, name, argv, bad, tmp_path, capsys)
+    assert not (tmp_path / "run").exists()

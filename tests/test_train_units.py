@@ -83,7 +83,7 @@ def test_lima_train_check_validates_recipes_and_deepspeed_configs(tmp_path: Path
     cfg["zero_optimization"]["stage3_prefetch_bucketsize"] = 5
     bad_ds.write_text(json.dumps(cfg))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY.read_text().replace("training/deepspeed/zero3-cpu.json", str(bad_ds)))
+    recipe.write_text(TINY.read_text().replace("../deepspeed/zero3-cpu.json", str(bad_ds)))
     bad = runner.invoke(train_cli.tools_app, ["check", str(recipe)])
     assert bad.exit_code == 2
     assert "stage3_prefetch_bucketsize" in bad.output and str(bad_ds) in bad.output
