@@ -25,7 +25,7 @@ from lima.train.data import (  # noqa: E402
     prompt_ids,
     read_conversations,
 )
-from lima.train.model import add_special_tokens, build_tiny_base  # noqa: E402
+from lima.train.model import add_special_tokens, build_tiny_base, chat_template_in_config  # noqa: E402
 from lima.train.recipe import load_recipe  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -90,9 +90,11 @@ def test_deepspeed_import_warnings_are_not_shown(tmp_path: Path) -> None:
         assert not noise, f"lima-train {' '.join(args)} printed: {noise}"
         assert not any(n in done.stdout for n in DS_NOISE[:3]), done.stdout
     bad = tmp_path / "ds.json"
-    bad.write_text(json.dumps({"zero_optimization": {"stage": 3, "no_such_key": 1}}))
+    cfg = json.loads((ROOT / "training" / "deepspeed" / "zero3-cpu.json").read_text())
+    cfg["zero_optimization"]["stage3_prefetch_bucketsize"] = 5
+    bad.write_text(json.dumps(cfg))
     done = _call([str(LIMA_TRAIN), "check", str(TINY), f"deepspeed={bad}"], tmp_path)
-    assert done.returncode == 1 and "no_such_key" in done.stderr, done.stderr
+    assert done.returncode == 1 and "stage3_prefetch_bucketsize" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
@@ -183,7 +185,10 @@ def trained_tok(tmp_path_factory: pytest.TempPathFactory, demo: Any) -> tuple[An
     tok = transformers.AutoTokenizer.from_pretrained(out / "base")
     add_special_tokens(tok, "<EOT>", "<pad>")
     tok.chat_template = chat_template("<EOT>", tok.bos_token)
+    chat_template_in_config(tok)
     tok.save_pretrained(out / "saved")
+    config = json.loads((out / "saved" / "tokenizer_config.json").read_text())
+    assert config["chat_template"] == tok.chat_template
     return transformers.AutoTokenizer.from_pretrained(out / "saved"), rows
 
 

@@ -317,6 +317,7 @@ def _run(
         add_residual_dropout,
         add_special_tokens,
         build_tiny_base,
+        chat_template_in_config,
         resize_with_mean_init,
         set_eot,
     )
@@ -346,6 +347,7 @@ def _run(
     tok.chat_template = chat_template(
         recipe.eot_token, tok.bos_token if tok.bos_token_id is not None else None
     )
+    chat_template_in_config(tok)
     # lima trims to max_length itself; silence the tokenizer's warning about long texts.
     model_max_length, tok.model_max_length = tok.model_max_length, 10**9
     encoding = encode_all(
