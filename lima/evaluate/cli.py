@@ -384,6 +384,10 @@ def chart(
             _fail(LimaError(f"{path}: not UTF-8 text (give compare's summary.json)"))
         except json.JSONDecodeError as e:
             _fail(LimaError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}"))
+        except RecursionError:
+            _fail(LimaError(f"{path}: JSON nested too deeply (give compare's summary.json)"))
+        except IsADirectoryError:
+            _fail(LimaError(f"{path}: a folder without summary.json (give compare's --out)"))
         if not isinstance(s, dict) or not all(k in s for k in ("a", "b", "tie")):
             _fail(LimaError(f"{path}: not a compare summary (needs a, b and tie)"))
         summaries.append(s)

@@ -193,7 +193,9 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {e}") from None
+        # PyYAML's own message quotes the offending line under it; keep one line.
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict):
