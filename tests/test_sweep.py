@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -153,7 +153,8 @@ EVAL_COMMANDS: list[tuple[Any, ...]] = [
     ("rate", ["rate", "{}", *JUDGE, "--out", "{out}/r"]),
     ("absolute", ["absolute", "{}", *JUDGE, "--out", "{out}/a"]),
     ("agreement", ["agreement", "{}", "{}"]),
-    ("chat --scripts", ["chat", "--model", "{out}/no-model", "--scripts", "{}", "--out", "{out}/h"]),
+    ("chat --scripts", ["chat", "--model", "{out}/no-model", "--scripts", "{}",
+                        "--out", "{out}/h"]),
     ("annotate", ["annotate", "{}", "--db", "{out}/a.sqlite", "--port", "0"]),
     # a missing or empty --db is a new database: the page would start and serve
     ("annotate --db", ["annotate", str(ALPACA), "--db", "{}", "--port", "0"],

@@ -108,8 +108,11 @@ def test_a_run_that_fails_validation_leaves_no_output_dir(tmp_path: Path, demo: 
         "bad train_file": [f"train_file={broken}"],
         "missing dev_file": [f"train_file={train}", f"dev_file={tmp_path / 'nope.jsonl'}"],
         "bad deepspeed": [f"train_file={train}", f"deepspeed={bad_ds}"],
-        "missing model": [f"train_file={train}", "tiny_model=null",
-                          f"model_name_or_path={tmp_path / 'no-model'}"],  # fmt: skip
+        "missing model": [
+            f"train_file={train}",
+            "tiny_model=null",
+            f"model_name_or_path={tmp_path / 'no-model'}",
+        ],
     }
     for name, overrides in cases.items():
         out = tmp_path / "runs" / name.replace(" ", "-")

@@ -130,8 +130,7 @@ def chat_template(eot: str, bos: str | None) -> str:
     or a list of text parts."""
     eot_literal = json.dumps(eot)
     return (
-        ("{{ bos_token }}" if bos is not None else "")
-        + "{% for message in messages %}"
+        ("{{ bos_token }}" if bos is not None else "") + "{% for message in messages %}"
         "{% if message['role'] == 'system' %}"
         "{{ raise_exception('the LIMA format has no system turn') }}"
         "{% endif %}"

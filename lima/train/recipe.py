@@ -217,8 +217,8 @@ _AUTO_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "
 
 
 def _read_text(path: Path, what: str) -> str:
-    """A config file's text (a UTF-8 byte-order mark allowed); a missing file, a folder or bytes that are not UTF-8 are one-line
-    errors that name the file."""
+    """A config file's text (a UTF-8 byte-order mark allowed); a missing file, a folder or
+    bytes that are not UTF-8 are one-line errors that name the file."""
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
