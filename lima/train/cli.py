@@ -2,11 +2,13 @@
 
     lima-train --config training/recipes/NAME.yaml [key=value ...]
     lima-train estimate --config training/recipes/NAME.yaml [key=value ...]
-    lima-train check training/recipes/*.yaml
+    lima-train check [--nodes N --gpus-per-node G] training/recipes/*.yaml [key=value ...]
     lima-train picks RUN_DIR
 
 The first form trains; run it as is for one process, or under ``torchrun``, ``deepspeed`` or
-``accelerate launch`` (``-m lima.train``) for many ranks and nodes.
+``accelerate launch`` (``-m lima.train``) for many ranks and nodes. With ``--dry-run`` every rank
+joins the process group, prints its environment and stops. Relative paths in a recipe resolve
+against the recipe's folder. Exit codes: 0 done, 1 bad input, 2 bad usage.
 """
 
 from __future__ import annotations
