@@ -6,7 +6,8 @@ Exit codes, one scheme for all three:
 - 1: bad input: a file, config or option value that is wrong (the message names the file and
   the line, byte offset or key);
 - 2: bad usage: an unknown command or option, a missing argument, options that go together
-  given apart (click's own usage errors exit 2 as well);
+  given apart, an option value out of its range or not among its choices (click's own usage
+  errors exit 2 as well);
 - 130: interrupted (Ctrl-C).
 """
 
@@ -30,7 +31,8 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 class UsageError(LimaError):
-    """Options that do not fit together; exits 2 like click's own usage errors."""
+    """Options that do not fit together, or an option value out of its range; exits 2 like
+    click's own usage errors."""
 
 
 def version_callback(prog: str) -> Callable[[bool], None]:

@@ -164,13 +164,18 @@ def open_store(path: Path, schema: str, what: str) -> sqlite3.Connection:
     ``ConfigError`` naming it."""
     from lima.errors import ConfigError
 
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not {what}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as e:
+        raise ConfigError(f"{path}: cannot open {what} ({e})") from None
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(schema)
-    except sqlite3.DatabaseError as e:
+    except sqlite3.Error as e:
         db.close()
         raise ConfigError(f"{path}: not {what} ({e})") from None
     return db

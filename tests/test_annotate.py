@@ -226,7 +226,7 @@ def test_hostile_text_is_shown_as_text_and_a_corrupt_database_is_named(tmp_path:
     with pytest.raises(ConfigError, match=r"corrupt.sqlite: not an annotation database"):
         annotate.serve([path], corrupt, port=0)
     done = lima_eval("export-annotations", str(corrupt), "--out", str(tmp_path / "x"))
-    assert done.returncode == 2 and "corrupt.sqlite: not an annotation database" in done.stderr
+    assert done.returncode == 1 and "corrupt.sqlite: not an annotation database" in done.stderr
     assert "Traceback" not in done.stderr
 
 

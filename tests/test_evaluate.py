@@ -235,7 +235,7 @@ def test_chart_sets_several_baselines_side_by_side(
     with Image.open(tmp_path / "fig1.png") as im:
         assert im.format == "PNG" and im.size[1] > 200
     bad = lima_eval("chart", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png"))
-    assert bad.returncode == 2 and "nowhere: no such file" in bad.stderr
+    assert bad.returncode == 1 and "nowhere: no such file" in bad.stderr
 
 
 # --- the trained tiny model: serve and generate -------------------------------------------

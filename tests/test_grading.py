@@ -171,14 +171,14 @@ def test_truncated_responses_and_a_corrupt_cache_are_named(tmp_path: Path) -> No
     try:
         base = ["--judge", judge.url, "--judge-model", "fake"]
         done = lima_eval("rate", str(cut), *base, "--out", str(tmp_path / "r"))
-        assert done.returncode == 2
+        assert done.returncode == 1
         assert done.stderr.count("error:") == 1 and re.search(r"cut.jsonl:\d+:\d+: not valid JSON",
                                                               done.stderr)  # fmt: skip
         corrupt = tmp_path / "cache.sqlite"
         corrupt.write_bytes(b"not a database " * 100)
         done = lima_eval("rate", str(run1), *base, "--out", str(tmp_path / "r"),
                          "--cache", str(corrupt))  # fmt: skip
-        assert done.returncode == 2 and "cache.sqlite: not a judge cache" in done.stderr
+        assert done.returncode == 1 and "cache.sqlite: not a judge cache" in done.stderr
         assert not judge.requests
     finally:
         judge.close()
@@ -225,7 +225,7 @@ def test_absolute_from_a_judge_then_from_labels(tmp_path: Path) -> None:
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "1", "label": "fail"}\n{"id": "2", "label": "great"}\n')
     bad = lima_eval("absolute", str(broken), "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "broken.jsonl:2: label must be fail, pass or excellent" in (
+    assert bad.returncode == 1 and "broken.jsonl:2: label must be fail, pass or excellent" in (
         bad.stderr
     )
 

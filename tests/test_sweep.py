@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -131,3 +132,81 @@ def test_a_byte_order_mark_is_not_an_error(
     ):  # fmt: skip
         code, err = lima_data(capsys, *argv)
         assert code == 0, f"{argv[0]}: {err}"
+
+
+# --- lima-eval and lima-train ---------------------------------------------------------------
+
+ALPACA = ROOT / "tests" / "data" / "alpaca_eval" / "alpaca-7b.model_outputs.json"
+RECIPES = ROOT / "training" / "recipes"
+#: Nothing listens there; every case fails on its file before a judge is asked.
+JUDGE = ["--judge", "http://127.0.0.1:9/v1", "--judge-model", "m"]
+
+lima_eval = _runner("lima.evaluate.cli")
+lima_train = _runner("lima.train.cli")
+
+EVAL_COMMANDS: list[tuple[Any, ...]] = [
+    ("generate --prompts", ["generate", "--model", "{out}/no-model", "--prompts", "{}",
+                            "-o", "{out}/g.jsonl"]),
+    ("compare a", ["compare", "{}", str(ALPACA), *JUDGE, "--out", "{out}/c"]),
+    ("compare b", ["compare", str(ALPACA), "{}", *JUDGE, "--out", "{out}/c"]),
+    ("chart", ["chart", "{}", "-o", "{out}/c.png"]),
+    ("rate", ["rate", "{}", *JUDGE, "--out", "{out}/r"]),
+    ("absolute", ["absolute", "{}", *JUDGE, "--out", "{out}/a"]),
+    ("agreement", ["agreement", "{}", "{}"]),
+    ("chat --scripts", ["chat", "--model", "{out}/no-model", "--scripts", "{}",
+                        "--out", "{out}/h"]),
+    ("annotate", ["annotate", "{}", "--db", "{out}/a.sqlite", "--port", "0"]),
+    # a missing or empty --db is a new database: the page would start and serve
+    ("annotate --db", ["annotate", str(ALPACA), "--db", "{}", "--port", "0"],
+     {"missing", "empty"}),
+    ("export-annotations", ["export-annotations", "{}", "--out", "{out}/e"]),
+]  # fmt: skip
+
+TRAIN_COMMANDS = [
+    ("check", ["check", "{}"]),
+    ("estimate", ["estimate", "--config", "{}"]),
+    ("train --config", ["--config", "{}"]),
+    ("train train_file=", ["--config", str(RECIPES / "tiny-cpu.yaml"), "train_file={}",
+                           "output_dir={out}/run"]),
+    ("check deepspeed=", ["check", str(RECIPES / "tiny-cpu.yaml"), "deepspeed={}"]),
+    ("estimate deepspeed=", ["estimate", "--config", str(RECIPES / "7b.yaml"), "deepspeed={}"]),
+    ("picks", ["picks", "{}", "--port", "0"]),
+]  # fmt: skip
+
+
+def _sweep(run: Callable[..., tuple[int, str]], name: str, argv: list[str],
+           bad: dict[str, Path], tmp: Path, capsys: pytest.CaptureFixture[str],
+           fine: set[str] = frozenset()) -> None:  # type: ignore[assignment]  # fmt: skip
+    """Each case gives exactly one line, ``error: ...`` naming the file, and exit 1; ``fine``
+    are cases that are good input for the command."""
+    wrong = []
+    for case in [c for c in [*CASES, "empty"] if c not in fine]:
+        path = bad[case]
+        args = [a.replace("{}", str(path)).replace("{out}", str(tmp)) for a in argv]
+        code, err = run(capsys, *args)
+        if case == "empty" and code == 0:
+            continue
+        lines = [line for line in err.splitlines() if line.strip()]
+        one_line = len(lines) == 1 and lines[0].startswith("error:") and path.name in lines[0]
+        if code != 1 or not one_line or "Traceback" in err:
+            wrong.append(f"{name} on {case}: exit {code}: {err[-600:]}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("command", EVAL_COMMANDS, ids=[c[0] for c in EVAL_COMMANDS])
+def test_lima_eval_names_the_file_and_never_raises(
+    command: tuple[Any, ...], bad: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    name, argv, *fine = command
+    _sweep(lima_eval, name, argv, bad, tmp_path, capsys, *fine)
+
+
+@pytest.mark.parametrize(("name", "argv"), TRAIN_COMMANDS, ids=[c for c, _ in TRAIN_COMMANDS])
+def test_lima_train_names_the_file_and_never_raises(
+    name: str, argv: list[str], bad: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    pytest.importorskip("torch")
+    _sweep(lima_train, name, argv, bad, tmp_path, capsys)
+    assert not (tmp_path / "run").exists()

@@ -97,7 +97,7 @@ def agreement(x: Verdicts | dict[str, str], y: Verdicts | dict[str, str]) -> dic
         if by_models:
             raise ConfigError(f"{vx.path} compares {_models(vx)}, {vy.path} compares "
                               f"{_models(vy)}: no verdict on the same item and models")  # fmt: skip
-        raise ConfigError("the two verdict sets share no id")
+        raise ConfigError(f"{vx.path} and {vy.path} share no id")
     scores = [pair_score(ox[k], oy[k]) for k in shared]
     flipped = 0
     if by_models:

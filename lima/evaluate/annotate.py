@@ -334,10 +334,15 @@ def export(db: Path, out: Path, task: str | None = None) -> list[Path]:
     ...}``) or ``OUT/NAME.labels.jsonl`` (absolute: ``{"id", "label", ...}``), rows by id."""
     if not db.exists():
         raise ConfigError(f"{db}: no such annotation database")
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    if db.is_dir():
+        raise ConfigError(f"{db}: a folder, not an annotation database")
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise ConfigError(f"{db}: cannot open the annotation database ({e})") from None
     try:
         return _export(con, db, out, task)
-    except sqlite3.DatabaseError as e:
+    except sqlite3.Error as e:
         raise ConfigError(f"{db}: not an annotation database ({e})") from None
     finally:
         con.close()

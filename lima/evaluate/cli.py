@@ -40,9 +40,9 @@ def _root(version: Annotated[bool, commands.version_option("lima-eval")] = False
     """Evaluate as in the paper. Exit codes: 0 done, 1 bad input, 2 bad usage."""
 
 
-def _fail(e: Exception) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {e}")
-    raise typer.Exit(2)
+def _fail(e: BaseException) -> NoReturn:
+    """One line and exit 1 (bad input), or 2 for a ``commands.UsageError`` (bad usage)."""
+    commands.fail(e)
 
 
 def _progress() -> Progress:
@@ -233,11 +233,11 @@ def _options(key_env: str, cache: Path | None, rpm: float | None, retries: int,
              parse_attempts: int, prompts: str, timeout: float,
              max_failed: float) -> JudgeOptions:  # fmt: skip
     if retries < 0 or parse_attempts < 1:
-        _fail(LimaError("--retries must be 0 or more and --parse-attempts 1 or more"))
+        _fail(commands.UsageError("--retries must be 0 or more and --parse-attempts 1 or more"))
     if not timeout > 0 or (rpm is not None and not rpm > 0):
-        _fail(LimaError("--timeout and --rpm must be above 0"))
+        _fail(commands.UsageError("--timeout and --rpm must be above 0"))
     if not 0 <= max_failed <= 1:
-        _fail(LimaError(f"--max-failed is a fraction from 0 to 1, not {max_failed}"))
+        _fail(commands.UsageError(f"--max-failed is a fraction from 0 to 1, not {max_failed}"))
     return JudgeOptions(key_env, cache, rpm, retries, parse_attempts, prompts, timeout,
                         max_failed)  # fmt: skip
 
@@ -271,7 +271,7 @@ def _optional_judge(url: str | None, model: str | None, out: Path,
                     o: JudgeOptions) -> AbstractContextManager[Judge | None]:  # fmt: skip
     """``_judge`` when both --judge and --judge-model are given, else no judge."""
     if (url is None) != (model is None):
-        _fail(LimaError("--judge and --judge-model go together"))
+        _fail(commands.UsageError("--judge and --judge-model go together"))
     if url is None or model is None:
         out.mkdir(parents=True, exist_ok=True)
         return nullcontext(None)
@@ -384,6 +384,10 @@ def chart(
             _fail(LimaError(f"{path}: not UTF-8 text (give compare's summary.json)"))
         except json.JSONDecodeError as e:
             _fail(LimaError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}"))
+        except RecursionError:
+            _fail(LimaError(f"{path}: JSON nested too deeply (give compare's summary.json)"))
+        except IsADirectoryError:
+            _fail(LimaError(f"{path}: a folder without summary.json (give compare's --out)"))
         if not isinstance(s, dict) or not all(k in s for k in ("a", "b", "tie")):
             _fail(LimaError(f"{path}: not a compare summary (needs a, b and tie)"))
         summaries.append(s)
@@ -395,7 +399,7 @@ def chart(
 
 def _labels_for(files: list[Path], labels: list[str] | None) -> list[str]:
     if labels and len(labels) != len(files):
-        _fail(LimaError(f"{len(labels)} --label values for {len(files)} files"))
+        _fail(commands.UsageError(f"{len(labels)} --label values for {len(files)} files"))
     return labels or [f.stem.removesuffix(".model_outputs") for f in files]
 
 
@@ -414,7 +418,7 @@ def _grade(kind: str, files: list[Path], names: list[str], judge: Judge | None,
             _fail(e)
         if given is None:
             if judge is None:
-                _fail(LimaError(f"{f}: holds responses, not labels; give --judge and "
+                _fail(commands.UsageError(f"{f}: holds responses, not labels; give --judge and "
                                 "--judge-model to have them graded"))  # fmt: skip
             todo = _read_responses(f)
             with _progress() as bar:
@@ -471,16 +475,16 @@ def rate(
 
     o = _options(api_key_env, cache, rpm, retries, parse_attempts, prompts, timeout, max_failed)
     if ci_over not in ("prompts", "ratings"):
-        _fail(LimaError(f"--ci-over must be prompts or ratings, not {ci_over!r}"))
+        _fail(commands.UsageError(f"--ci-over must be prompts or ratings, not {ci_over!r}"))
     names = _labels_for(runs, label)
     xs = None
     if x is not None:
         try:
             xs = [float(v) for v in x.split(",")]
         except ValueError:
-            _fail(LimaError(f"--x must be numbers separated by commas, not {x!r}"))
+            _fail(commands.UsageError(f"--x must be numbers separated by commas, not {x!r}"))
         if len(xs) != len(runs):
-            _fail(LimaError(f"--x has {len(xs)} values for {len(runs)} runs"))
+            _fail(commands.UsageError(f"--x has {len(xs)} values for {len(runs)} runs"))
     with _judge(judge, judge_model, out, o) as j:
         graded = _grade("rating", runs, names, j, concurrency, o, out)
     summaries = [{"run": n, "file": str(f), **rating_summary(rows, ci_over)}
@@ -731,4 +735,4 @@ def export_annotations(
 
 
 def main() -> None:
-    app(prog_name="lima-eval")
+    commands.run(functools.partial(app, prog_name="lima-eval"))

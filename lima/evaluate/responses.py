@@ -36,15 +36,21 @@ class Response:
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line or index, object) of a JSONL file or a JSON list; errors name file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a JSONL or JSON file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 (byte {e.start} of the file)") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: JSON nested too deeply") from None
         return list(enumerate(data, 1))
     return list(read_jsonl(path))
 

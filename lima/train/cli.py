@@ -2,27 +2,31 @@
 
     lima-train --config training/recipes/NAME.yaml [key=value ...]
     lima-train estimate --config training/recipes/NAME.yaml [key=value ...]
-    lima-train check training/recipes/*.yaml
+    lima-train check [--nodes N --gpus-per-node G] training/recipes/*.yaml [key=value ...]
     lima-train picks RUN_DIR
 
 The first form trains; run it as is for one process, or under ``torchrun``, ``deepspeed`` or
-``accelerate launch`` (``-m lima.train``) for many ranks and nodes.
+``accelerate launch`` (``-m lima.train``) for many ranks and nodes. With ``--dry-run`` every rank
+joins the process group, prints its environment and stops. Relative paths in a recipe resolve
+against the recipe's folder. Exit codes: 0 done, 1 bad input, 2 bad usage.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lima import commands
 from lima.errors import LimaError
-from lima.train.recipe import load_recipe
+from lima.train.recipe import Recipe, load_recipe
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -32,22 +36,40 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="a recipe YAML f
 Overrides = Annotated[list[str] | None, typer.Argument(help=_OVERRIDES_HELP, show_default=False)]
 
 
-def _fail(e: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {e}")
-    raise typer.Exit(2)
+def _fail(e: BaseException) -> NoReturn:
+    """One line and exit 1 (bad input), or 2 for a ``commands.UsageError`` (bad usage)."""
+    commands.fail(e)
 
 
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @train_app.command(help=__doc__)
-def train(config: ConfigOpt, overrides: Overrides = None) -> None:
+def train(
+    config: ConfigOpt,
+    overrides: Overrides = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="join the launcher's process group, print each rank's environment and the "
+            "batch arithmetic, and exit without loading a model",
+        ),
+    ] = False,
+) -> None:
     try:
         recipe = load_recipe(config, overrides)
+        if dry_run:
+            from lima.train.dryrun import dry_run as rehearse
+
+            rehearse(recipe)
+            return
+        from lima.train.quiet import import_deepspeed
         from lima.train.run import run
 
+        import_deepspeed()
         summary = run(recipe)
-    except (LimaError, FileNotFoundError) as e:
+    except (LimaError, OSError) as e:
         _fail(e)
     import torch.distributed as dist
 
@@ -79,7 +101,9 @@ def estimate_cmd(config: ConfigOpt, overrides: Overrides = None) -> None:
     try:
         recipe = load_recipe(config, overrides)
         from lima.train.estimate import estimate
+        from lima.train.quiet import import_deepspeed
 
+        import_deepspeed()
         est = estimate(recipe)
     except (LimaError, OSError) as e:
         _fail(e)
@@ -109,29 +133,72 @@ def estimate_cmd(config: ConfigOpt, overrides: Overrides = None) -> None:
 
 @tools_app.command("check")
 def check_cmd(
-    recipes: Annotated[list[Path], typer.Argument(help="recipe files")],
+    recipes: Annotated[
+        list[str], typer.Argument(help="recipe files, then key=value overrides for each")
+    ],
     world_size: Annotated[
         int | None,
         typer.Option(help="ranks to check the batch for (default: the recipe's nodes × GPUs)"),
     ] = None,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="nodes the job has (Slurm's SLURM_NNODES): an error unless the recipe's "
+            "`nodes` says the same",
+        ),
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="GPUs per node the job has: an error unless the recipe's says the same"
+        ),
+    ] = None,
 ) -> None:
     """Validate recipes and their DeepSpeed configs, and the batch arithmetic for the topology
-    each declares (or --world-size); exits 2 on the first problem."""
-    for path in recipes:
+    each declares (or --world-size, or the job's --nodes × --gpus-per-node); exits 1 on the
+    first problem."""
+    overrides = [a for a in recipes if "=" in a and not Path(a).exists()]
+    paths = [Path(a) for a in recipes if a not in overrides]
+    if not paths:
+        _fail(commands.UsageError("lima-train check: give at least one recipe file"))
+    for path in paths:
         try:
-            recipe = load_recipe(path)
+            recipe = load_recipe(path, overrides)
+            _check_topology(path, recipe, nodes, gpus_per_node)
             ds = recipe.deepspeed_config()
             if ds is not None:
                 from lima.train.estimate import validate_deepspeed
+                from lima.train.quiet import import_deepspeed
 
+                import_deepspeed()
                 validate_deepspeed(ds, str(recipe.deepspeed))
-            world = world_size or recipe.nodes * recipe.gpus_per_node
+            world = world_size or (nodes or recipe.nodes) * (gpus_per_node or recipe.gpus_per_node)
             accumulation = recipe.gradient_accumulation(world)
-        except LimaError as e:
+        except (LimaError, OSError) as e:
             _fail(e)
         console.print(
             f"ok {path}: {world} rank(s) × micro-batch {recipe.micro_batch_size} × "
             f"accumulation {accumulation} = {recipe.global_batch_size}"
+        )
+
+
+def _check_topology(path: Path, recipe: Recipe, nodes: int | None, gpus: int | None) -> None:
+    """The job's nodes and GPUs per node against the recipe's: a 65B recipe written for four
+    nodes must not start, unnoticed, on one."""
+    from lima.errors import ConfigError
+
+    if nodes is not None and nodes != recipe.nodes:
+        raise ConfigError(
+            f"{path}: recipe {recipe.name!r} is written for nodes: {recipe.nodes}, but the job "
+            f"has {nodes} node(s); submit with --nodes {recipe.nodes}, or override "
+            f"nodes={nodes} if the batch and memory still fit (lima-train estimate)"
+        )
+    if gpus is not None and gpus != recipe.gpus_per_node:
+        raise ConfigError(
+            f"{path}: recipe {recipe.name!r} is written for gpus_per_node: "
+            f"{recipe.gpus_per_node}, but the job has {gpus} per node; override "
+            f"gpus_per_node={gpus} if the batch and memory still fit (lima-train estimate)"
         )
 
 
@@ -198,6 +265,6 @@ def main() -> None:
         print(f"lima-train {__version__}")
         return
     if cleaned and cleaned[0] in ("estimate", "check", "picks"):
-        tools_app(cleaned, prog_name="lima-train")
+        commands.run(functools.partial(tools_app, cleaned, prog_name="lima-train"))
     else:
-        train_app(cleaned, prog_name="lima-train")
+        commands.run(functools.partial(train_app, cleaned, prog_name="lima-train"))

@@ -8,6 +8,7 @@ token; each example's fate is counted, none is dropped.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,30 @@ def prompt_ids(tok: Tokenizer, turns: list[str], *, eot_id: int, bos_id: int | N
     for turn in turns[:upto]:
         ids += [*tok.encode(turn, add_special_tokens=False), eot_id]
     return ids
+
+
+def chat_template(eot: str, bos: str | None) -> str:
+    """A Jinja chat template that renders the EOT format as training tokenises it, for tools
+    that prompt through ``apply_chat_template`` (vLLM, TGI, TRL, lm-eval): the tokenizer's BOS
+    when training put one first, then each turn's text and EOT. Turns alternate user and
+    assistant, starting with the user (the format has no system turn); the generation prompt
+    adds nothing, since an answer begins right after the user's EOT. ``content`` may be a string
+    or a list of text parts."""
+    eot_literal = json.dumps(eot)
+    return (
+        ("{{ bos_token }}" if bos is not None else "") + "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}"
+        "{{ raise_exception('the LIMA format has no system turn') }}"
+        "{% endif %}"
+        "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('turns must alternate user, assistant, starting with user') }}"
+        "{% endif %}"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}{{ part['text'] }}{% endfor %}"
+        "{% endif %}"
+        "{{ " + eot_literal + " }}"
+        "{% endfor %}"
+    )
 
 
 class Collator:

@@ -41,6 +41,28 @@ def add_special_tokens(tok: Any, eot: str, pad: str) -> int:
     return before
 
 
+def chat_template_in_config(tok: Any) -> None:
+    """Makes ``tok.save_pretrained`` also write its chat template into tokenizer_config.json.
+    transformers writes it to chat_template.jinja only; tools that read the config (older vLLM,
+    TGI, lm-eval) would find no template there."""
+    import json
+
+    from lima.io import write_text
+
+    save = tok.save_pretrained
+
+    def save_pretrained(directory: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = save(directory, *args, **kwargs)
+        config = Path(directory) / "tokenizer_config.json"
+        if tok.chat_template and config.exists():
+            data = json.loads(config.read_text(encoding="utf-8"))
+            data["chat_template"] = tok.chat_template
+            write_text(config, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return saved
+
+    tok.save_pretrained = save_pretrained
+
+
 def resize_with_mean_init(model: Any, old_rows: int, new_rows: int) -> None:
     """Grows the input and output embeddings to ``new_rows`` and sets every row from
     ``old_rows`` on to the mean of the rows before it."""

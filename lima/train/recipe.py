@@ -8,6 +8,7 @@ This module needs only pydantic and PyYAML; it never imports torch.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -161,20 +162,45 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
     return out
 
 
+#: Keys that hold a file or folder; relative ones in a recipe resolve against its folder.
+PATH_KEYS = ("train_file", "dev_file", "output_dir", "architecture", "deepspeed")
+
+
+def _resolve_paths(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The recipe's relative paths made absolute against the recipe's own folder, as the data
+    config's are, so a recipe means the same from any working directory. ``model_name_or_path``
+    is a Hub id unless it starts with ``./`` or ``../`` (then it is a folder beside the recipe)
+    or is absolute. Overrides on the command line are left as given (relative to the working
+    directory, where the user typed them)."""
+    base = path.absolute().parent
+    out = dict(data)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            out[key] = os.path.normpath(base / value)
+    model = out.get("model_name_or_path")
+    if isinstance(model, str) and model.startswith(("./", "../")):
+        out["model_name_or_path"] = os.path.normpath(base / model)
+    return out
+
+
 def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe; errors name the file and the key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe") from None
+    """Read, override and validate a recipe; errors name the file and the key. Relative paths
+    in the file resolve against the file's folder (see ``PATH_KEYS``)."""
+    text = _read_text(path, "recipe")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {e}") from None
+        # PyYAML's own message quotes the offending line under it; keep one line.
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of keys, got {type(data).__name__}")
+    data = _resolve_paths(data, path)
     data = apply_overrides(data, overrides or [], str(path))
     try:
         return Recipe.model_validate(data)
@@ -190,15 +216,29 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
 _AUTO_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size")
 
 
-def load_deepspeed_config(path: Path) -> dict[str, Any]:
+def _read_text(path: Path, what: str) -> str:
+    """A config file's text (a UTF-8 byte-order mark allowed); a missing file, a folder or
+    bytes that are not UTF-8 are one-line errors that name the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such DeepSpeed config") from None
+        raise ConfigError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a {what} file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: byte {e.start}: not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
+
+
+def load_deepspeed_config(path: Path) -> dict[str, Any]:
+    text = _read_text(path, "DeepSpeed config")
     try:
         config: Any = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a DeepSpeed config is a JSON object")
     for key in _AUTO_KEYS:

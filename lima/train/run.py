@@ -278,8 +278,33 @@ class RunContext:
 
 
 def run(recipe: Recipe) -> dict[str, Any]:
-    """Trains per the recipe; returns the summary written to ``output_dir/summary.json``."""
+    """Trains per the recipe; returns the summary written to ``output_dir/summary.json``.
+
+    A run that stops before its first training step (a bad input file, a DeepSpeed config or
+    model that does not load) leaves no ``output_dir`` behind when it made it."""
+    from lima.train.data import read_conversations
+
     check_launcher(recipe, dict(os.environ))
+    # Inputs are read before any process group forms, so a bad file is an error at once.
+    rows = read_conversations(recipe.train_file)
+    dev = read_conversations(recipe.dev_file) if recipe.dev_file else []
+    recipe.deepspeed_config()
+    fresh = not recipe.output_dir.exists()
+    started: list[bool] = []
+    try:
+        return _run(recipe, rows, dev, started)
+    except BaseException:
+        if fresh and not started and int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(recipe.output_dir, ignore_errors=True)
+        raise
+
+
+def _run(
+    recipe: Recipe,
+    rows: list[tuple[str, list[str]]],
+    dev: list[tuple[str, list[str]]],
+    started: list[bool],
+) -> dict[str, Any]:
     rank, world = init_distributed()
 
     import torch
@@ -287,11 +312,12 @@ def run(recipe: Recipe) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
-    from lima.train.data import Collator, encode_all, read_conversations
+    from lima.train.data import Collator, chat_template, encode_all
     from lima.train.model import (
         add_residual_dropout,
         add_special_tokens,
         build_tiny_base,
+        chat_template_in_config,
         resize_with_mean_init,
         set_eot,
     )
@@ -301,8 +327,6 @@ def run(recipe: Recipe) -> dict[str, Any]:
     transformers.set_seed(recipe.seed)
     out = recipe.output_dir
     accumulation = recipe.gradient_accumulation(world)
-    rows = read_conversations(recipe.train_file)
-    dev = read_conversations(recipe.dev_file) if recipe.dev_file else []
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _barrier()
@@ -319,6 +343,11 @@ def run(recipe: Recipe) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(model_path)
     old_vocab = add_special_tokens(tok, recipe.eot_token, recipe.pad_token)
     eot_id: int = tok.convert_tokens_to_ids(recipe.eot_token)  # type: ignore[assignment]
+    # Saved with every checkpoint: apply_chat_template gives the ids training used.
+    tok.chat_template = chat_template(
+        recipe.eot_token, tok.bos_token if tok.bos_token_id is not None else None
+    )
+    chat_template_in_config(tok)
     # lima trims to max_length itself; silence the tokenizer's warning about long texts.
     model_max_length, tok.model_max_length = tok.model_max_length, 10**9
     encoding = encode_all(
@@ -411,6 +440,7 @@ def run(recipe: Recipe) -> dict[str, Any]:
     ctx.trainer = trainer
 
     t0 = time.perf_counter()
+    started.append(True)
     result = trainer.train(resume_from_checkpoint=resume)
     summary = {
         "recipe": recipe.name,
