@@ -96,6 +96,12 @@ pub struct Funnel {
     pub nesting_flattened: u64,
     /// The input ended early; with `OnError::Skip` the scan keeps what it read.
     pub truncated: bool,
+    /// Reads that failed in the container (a corrupt or cut block, a member
+    /// whose CRC or size is wrong); with `OnError::Skip` the scan stops there.
+    pub archive_errors: u64,
+    /// Bytes not read because of them: of the member (decompressed) when its
+    /// size is known, else of the compressed file.
+    pub bytes_lost: u64,
     /// The first skipped errors, with file and byte offset.
     pub errors: Vec<String>,
 }
@@ -247,15 +253,13 @@ pub fn scan_posts(
                 join.skip_or_fail(e, on_error)?;
             }
             Event::ReadError { error, offset } => {
-                let err = CoreError::Archive {
-                    path: label.to_string(),
-                    offset: progress.position(),
-                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
-                };
+                let err = input::read_error(label, &error, offset, progress);
                 if on_error == OnError::Fail {
                     return Err(err);
                 }
                 join.funnel.truncated = true;
+                join.funnel.archive_errors += 1;
+                join.funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
                 join.note(&err);
                 return Ok(false);
             }
