@@ -27,11 +27,12 @@ $(BOOT):
 	touch $@
 
 # Builds the native module in release mode and installs lima (editable) with
-# its dependencies, the dev tools and the training extra (torch, transformers,
-# DeepSpeed) into .venv. `lima-data` itself never imports torch.
+# its dependencies, the dev tools, the training extra (torch, transformers,
+# DeepSpeed) and Ray (for `build --executor ray` and its test) into .venv.
+# `lima-data` itself never imports torch or ray.
 $(NATIVE): $(BOOT) $(RUST_SRC)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
-		$(VENV)/bin/maturin develop --release --extras dev,train -q
+		$(VENV)/bin/maturin develop --release --extras dev,train,ray -q
 	touch $@
 
 install: $(NATIVE) ## Create .venv, build the Rust core, install lima and dev tools
