@@ -132,6 +132,9 @@ pub struct ParallelBz2<R> {
     stream_crc: u32,
     /// Decodes joined segments on the reading thread.
     local: Option<BlockDecoder>,
+    /// The first failure: every later read repeats it, since the bytes after a
+    /// damaged block no longer line up with the members the caller counts.
+    failed: Option<ReadFault>,
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {
@@ -190,6 +193,7 @@ impl<R: Read> ParallelBz2<R> {
             finished_input: false,
             stream_crc: 0,
             local: None,
+            failed: None,
         })
     }
 
@@ -300,10 +304,30 @@ fn block_fault(seg: &Segment, e: &BlockError) -> io::Error {
     ReadFault::io(at, msg)
 }
 
+impl<R> ParallelBz2<R> {
+    /// The read failure every read now repeats, if one happened.
+    pub fn failed(&self) -> Option<&ReadFault> {
+        self.failed.as_ref()
+    }
+}
+
 impl<R: Read> Read for ParallelBz2<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(f) = &self.failed {
+            return Err(ReadFault::io(
+                f.offset,
+                format!("after a damaged bzip2 block: {}", f.msg),
+            ));
+        }
         while self.pos == self.current.len() {
-            match self.next_output()? {
+            let next = self.next_output().inspect_err(|e| {
+                self.failed = Some(ReadFault::of(e).cloned().unwrap_or(ReadFault {
+                    offset: 0,
+                    msg: e.to_string(),
+                    member_size: None,
+                }));
+            });
+            match next? {
                 Some(block) => {
                     let spent = std::mem::replace(&mut self.current, block);
                     if let Ok(mut spare) = self.spare.lock() {

@@ -228,7 +228,21 @@ where
                 if Some(k) == last_wanted {
                     break;
                 }
-                io::copy(&mut member, &mut io::sink()).map_err(|e| archive_err(&e, &progress))?;
+                if member.get_ref().failed().is_some() {
+                    // reported by the member it broke; every later read repeats it
+                    continue;
+                }
+                io::copy(&mut member, &mut io::sink()).map_err(|e| {
+                    let (offset, msg) = match ReadFault::of(&e) {
+                        Some(f) => (f.offset, f.msg.clone()),
+                        None => (progress.position(), e.to_string()),
+                    };
+                    CoreError::Archive {
+                        path: label.clone(),
+                        offset,
+                        msg: format!("member {} (read past to the next): {msg}", entry.name),
+                    }
+                })?;
             }
         }
         return Ok(seen);
@@ -512,4 +526,36 @@ mod tests {
         assert_eq!(file_name("a/b/Posts.xml"), "Posts.xml");
         assert_eq!(file_name("Posts.xml"), "Posts.xml");
     }
+
+    fn coffee_rows() -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lima/samples/stackexchange/coffee.stackexchange.com/Posts.xml");
+        std::fs::read(path).expect("coffee Posts.xml")[..20_000].to_vec()
+    }
+
+    #[test]
+    fn members_are_checked_against_size_and_crc() {
+        let data = coffee_rows();
+        let crc = crc32fast::hash(&data);
+        let size = data.len() as u64;
+        let read = |inner: &[u8], size: u64, crc: Option<u32>| {
+            let mut out = Vec::new();
+            Verified::new(inner, "Posts.xml", size, crc, 32)
+                .read_to_end(&mut out)
+                .map(|_| out)
+        };
+        assert_eq!(read(&data, size, Some(crc)).expect("good member"), data);
+        let wrong = read(&data, size, Some(crc ^ 1)).expect_err("bad CRC");
+        let fault = ReadFault::of(&wrong).expect("a fault");
+        assert!(fault.msg.contains("member Posts.xml: CRC mismatch"), "{}", fault.msg);
+        assert_eq!((fault.offset, fault.member_size), (32, Some(size)));
+        let short = read(&data[..1000], size, Some(crc)).expect_err("short member");
+        let fault = ReadFault::of(&short).expect("a fault");
+        assert!(fault.msg.contains("ends after 1000 of its"), "{}", fault.msg);
+        // an error from below keeps its offset and learns the member
+        let e = read_error("a.7z:Posts.xml", &short, 1000, &Progress::default());
+        assert!(e.to_string().starts_with("a.7z:Posts.xml: byte 32 of the compressed file"));
+        assert_eq!(bytes_lost(&short, 1000, &Progress::default()), size - 1000);
+    }
 }
+
