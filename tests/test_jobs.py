@@ -4,9 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,34 +182,57 @@ def test_slurm_steps_give_the_same_build(tmp_path: Path, serial: build.BuildResu
         assert (out / name).read_bytes() == (serial.out / name).read_bytes(), name
 
 
-def test_ray_executor(
-    tmp_path: Path, serial: build.BuildResult, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A Ray head started here on 127.0.0.1; the CLI in another process joins it as a driver
-    with --address, runs one task per scan there, and writes the bytes of a local build."""
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'lima[ray]')")
-    # no token file in the home folder: the cluster lives for this test only
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ray_executor(tmp_path: Path, serial: build.BuildResult) -> None:
+    """A Ray head started here on 127.0.0.1 (`ray start --head --block`, its own process
+    group, ended with it); the CLI joins it with --address, runs one task per scan there,
+    and writes the bytes of a local build."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'lima[ray]')")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
     # Ray's socket paths must fit in 107 bytes: a short folder, not pytest's
     temp = Path(tempfile.mkdtemp(prefix="lima-ray-"))
-    ctx = ray.init(
-        _node_ip_address="127.0.0.1",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=str(temp),
-    )
+    # no token file in the home folder: the cluster lives for this test only
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+         "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     try:
-        address = ctx.address_info["gcs_address"]
-        assert address.startswith("127.0.0.1:")
+        deadline = time.monotonic() + 90
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert head.poll() is None, "ray start exited"
+            assert time.monotonic() < deadline, "the Ray head did not come up in 90 s"
+            time.sleep(0.5)
         out = tmp_path / "out"
         args = ["build", "--out", str(out), "--with-dialogues", "--executor", "ray"]
-        done = run_cli(*args, "--address", address)
+        done = subprocess.run(
+            [sys.executable, "-m", "lima.curate.cli", *args, "--address", address],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"scans: 8 run on Ray at {address}, 0 cached" in done.stderr
         for name in OUTPUTS:
             assert (out / name).read_bytes() == (serial.out / name).read_bytes(), name
+        stats = json.loads((out / "run.json").read_text())
+        assert stats["executor"] == "ray" and stats["ran"] == 8
     finally:
-        ray.shutdown()
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(10)
         shutil.rmtree(temp, ignore_errors=True)
     missing = run_cli("build", "--out", str(tmp_path / "x"), "--executor", "ray")
     assert missing.returncode == 2 and "--address" in missing.stderr
