@@ -16,7 +16,7 @@ endif
 
 .DEFAULT_GOAL := help
 TRAIN_OUT ?= runs/tiny-cpu
-.PHONY: help install demo train-demo test test-rust test-python lint fmt bench bench-gpu wheel clean
+.PHONY: help install demo train-demo test test-rust test-python lint fmt fuzz bench bench-gpu wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ lint: $(NATIVE) ## rustfmt, clippy -D warnings, ruff, mypy, stub check of lima._
 	$(VENV)/bin/ruff format --check lima tests benches
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest lima._core
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Mutation-fuzz the row, line, HTML and BZip2 readers for FUZZ_SECONDS (corpus: the bundled dumps)
+	cargo run --release --quiet -p lima-core --example fuzz -- --seconds $(FUZZ_SECONDS) --out fuzz-crashes
 
 fmt: $(NATIVE) ## Format Rust and Python sources
 	cargo fmt --all

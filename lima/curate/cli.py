@@ -366,8 +366,9 @@ def build(
         tasks = build_mod.prepare(cfg, out, n_jobs)
         if scan_task is not None:
             if scan_task >= len(tasks):
+                last = len(tasks) - 1
                 raise commands.UsageError(
-                    f"--scan-task {scan_task}: the plan has {len(tasks)} scans (0..{len(tasks) - 1})"
+                    f"--scan-task {scan_task}: the plan has {len(tasks)} scans (0..{last})"
                 )
             task = tasks[scan_task]
             cached = task.finished()
@@ -383,9 +384,7 @@ def build(
             typer.echo(f"{i}\t{task.kind}\t{task.label}\t{state}")
         err_console.print(f"{len(tasks)} scans; run each with --scan-task K, then build")
         return
-    result = build_mod.run(
-        cfg, out, n_jobs=n_jobs, executor=executor.value, address=address
-    )
+    result = build_mod.run(cfg, out, n_jobs=n_jobs, executor=executor.value, address=address)
     for label, r in result.selection.items():
         if r.short_by:
             err_console.print(
@@ -408,13 +407,13 @@ def build(
         "funnel.png, authored_style.md, run.json, candidates/"
     )
     if result.run is not None:
-        r = result.run
-        where = f"{r.jobs} jobs" if r.executor == "local" else f"Ray at {address}"
+        st = result.run
+        where = f"{st.jobs} jobs" if st.executor == "local" else f"Ray at {address}"
         err_console.print(
-            f"scans: {r.ran} run on {where}, {r.cached} cached, {r.seconds:.1f} s; "
-            f"peak memory {r.peak_rss_bytes // jobs_mod.MiB} MiB "
-            f"(budget {r.budget_bytes // jobs_mod.MiB} MiB, at most "
-            f"{r.max_charged_bytes // jobs_mod.MiB} MiB charged at once)"
+            f"scans: {st.ran} run on {where}, {st.cached} cached, {st.seconds:.1f} s; "
+            f"peak memory {st.peak_rss_bytes // jobs_mod.MiB} MiB "
+            f"(budget {st.budget_bytes // jobs_mod.MiB} MiB, at most "
+            f"{st.max_charged_bytes // jobs_mod.MiB} MiB charged at once)"
         )
 
 

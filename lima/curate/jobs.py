@@ -85,7 +85,9 @@ class InputHashes:
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
-                self.known = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 3}
+                self.known = {
+                    k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 3
+                }
         except (OSError, ValueError):
             self.known = {}
 

@@ -547,15 +547,24 @@ mod tests {
         assert_eq!(read(&data, size, Some(crc)).expect("good member"), data);
         let wrong = read(&data, size, Some(crc ^ 1)).expect_err("bad CRC");
         let fault = ReadFault::of(&wrong).expect("a fault");
-        assert!(fault.msg.contains("member Posts.xml: CRC mismatch"), "{}", fault.msg);
+        assert!(
+            fault.msg.contains("member Posts.xml: CRC mismatch"),
+            "{}",
+            fault.msg
+        );
         assert_eq!((fault.offset, fault.member_size), (32, Some(size)));
         let short = read(&data[..1000], size, Some(crc)).expect_err("short member");
         let fault = ReadFault::of(&short).expect("a fault");
-        assert!(fault.msg.contains("ends after 1000 of its"), "{}", fault.msg);
+        assert!(
+            fault.msg.contains("ends after 1000 of its"),
+            "{}",
+            fault.msg
+        );
         // an error from below keeps its offset and learns the member
         let e = read_error("a.7z:Posts.xml", &short, 1000, &Progress::default());
-        assert!(e.to_string().starts_with("a.7z:Posts.xml: byte 32 of the compressed file"));
+        assert!(e
+            .to_string()
+            .starts_with("a.7z:Posts.xml: byte 32 of the compressed file"));
         assert_eq!(bytes_lost(&short, 1000, &Progress::default()), size - 1000);
     }
 }
-

@@ -231,7 +231,9 @@ fn scan_attributes<'l>(
         }
         let quote = b[i];
         if quote != b'"' && quote != b'\'' {
-            return Err(format!("bad attribute: position {i}: the value is not quoted"));
+            return Err(format!(
+                "bad attribute: position {i}: the value is not quoted"
+            ));
         }
         let value_start = i + 1;
         let Some(q) = memchr::memchr(quote, &b[value_start..]) else {
@@ -382,13 +384,21 @@ mod tests {
         {
             return Ok(None);
         }
-        let inner = t.strip_prefix('<').and_then(|s| s.strip_suffix("/>")).ok_or(())?;
-        let name_len = inner.find(|c: char| c.is_ascii_whitespace()).unwrap_or(inner.len());
+        let inner = t
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix("/>"))
+            .ok_or(())?;
+        let name_len = inner
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(inner.len());
         if !t.starts_with("<row") || &inner[..name_len] != "row" {
             return Err(());
         }
         let mut out = Vec::new();
-        for attr in BytesStart::from_content(inner, name_len).attributes().with_checks(true) {
+        for attr in BytesStart::from_content(inner, name_len)
+            .attributes()
+            .with_checks(true)
+        {
             let attr = attr.map_err(|_| ())?;
             let key: &str = attr.key.as_ref();
             let raw: &str = &attr.value;
@@ -410,11 +420,17 @@ mod tests {
     }
 
     fn agree(line: &str) {
-        assert_eq!(ours(line, "posts"), quick_xml_attributes(line, "posts"), "{line:?}");
+        assert_eq!(
+            ours(line, "posts"),
+            quick_xml_attributes(line, "posts"),
+            "{line:?}"
+        );
         if let Ok(Some(attrs)) = ours(line, "posts") {
             for (_, v) in attrs {
                 let mine = unescape(&v).map_err(|_| ());
-                let theirs = quick_xml::escape::unescape(&v).map(|c| c.into_owned()).map_err(|_| ());
+                let theirs = quick_xml::escape::unescape(&v)
+                    .map(|c| c.into_owned())
+                    .map_err(|_| ());
                 assert_eq!(mine.map(|c| c.into_owned()), theirs, "{v:?}");
             }
         }
@@ -456,8 +472,14 @@ mod tests {
 
     #[test]
     fn same_as_quick_xml_on_the_real_dumps() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../lima/samples/stackexchange/");
-        for site in ["coffee.stackexchange.com", "quantumcomputing.stackexchange.com"] {
+        let root = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../lima/samples/stackexchange/"
+        );
+        for site in [
+            "coffee.stackexchange.com",
+            "quantumcomputing.stackexchange.com",
+        ] {
             let text = std::fs::read_to_string(format!("{root}{site}/Posts.xml")).expect("dump");
             for line in text.lines() {
                 agree(line);

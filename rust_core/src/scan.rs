@@ -180,7 +180,11 @@ impl IdSet {
             .zip(other.bits.iter())
             .map(|(a, b)| u64::from((a & b).count_ones()))
             .sum();
-        let sparse = self.sparse.iter().filter(|i| other.sparse.contains(i)).count();
+        let sparse = self
+            .sparse
+            .iter()
+            .filter(|i| other.sparse.contains(i))
+            .count();
         dense + sparse as u64
     }
 }
