@@ -51,10 +51,17 @@ def run(
         try:
             remote = ray.remote(max_retries=1)(_scan_on_worker)
             out_abs = str(out.resolve())
+            # a task charged more than any node has would never be scheduled: it gets the
+            # largest node to itself instead, as one over the budget runs alone locally
+            largest = max(
+                (n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")),  # type: ignore[no-untyped-call]
+                default=0,
+            )
             refs = [
-                remote.options(memory=t.cost, name=f"lima-scan-{i}").remote(
-                    cfg, out_abs, i, t.digest
-                )
+                remote.options(
+                    memory=int(min(t.cost, largest)) if largest else None,
+                    name=f"lima-scan-{i}",
+                ).remote(cfg, out_abs, i, t.digest)
                 for i, t in todo
             ]
             results = ray.get(refs)
