@@ -408,7 +408,8 @@ def build(
     )
     if result.run is not None:
         st = result.run
-        where = f"{st.jobs} job{'s' * (st.jobs != 1)}" if st.executor == "local" else f"Ray at {address}"
+        plural = "s" * (st.jobs != 1)
+        where = f"{st.jobs} job{plural}" if st.executor == "local" else f"Ray at {address}"
         err_console.print(
             f"scans: {st.ran} run on {where}, {st.cached} cached, {st.seconds:.1f} s; "
             f"peak memory {st.peak_rss_bytes // jobs_mod.MiB} MiB "
