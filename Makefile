@@ -16,7 +16,7 @@ endif
 
 .DEFAULT_GOAL := help
 TRAIN_OUT ?= runs/tiny-cpu
-.PHONY: help install demo train-demo test test-rust test-python lint fmt bench bench-gpu wheel clean
+.PHONY: help install demo train-demo test test-rust test-python lint fmt fuzz bench bench-gpu wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,11 +27,12 @@ $(BOOT):
 	touch $@
 
 # Builds the native module in release mode and installs lima (editable) with
-# its dependencies, the dev tools and the training extra (torch, transformers,
-# DeepSpeed) into .venv. `lima-data` itself never imports torch.
+# its dependencies, the dev tools, the training extra (torch, transformers,
+# DeepSpeed) and Ray (for `build --executor ray` and its test) into .venv.
+# `lima-data` itself never imports torch or ray.
 $(NATIVE): $(BOOT) $(RUST_SRC)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
-		$(VENV)/bin/maturin develop --release --extras dev,train -q
+		$(VENV)/bin/maturin develop --release --extras dev,train,ray -q
 	touch $@
 
 install: $(NATIVE) ## Create .venv, build the Rust core, install lima and dev tools
@@ -59,6 +60,10 @@ lint: $(NATIVE) ## rustfmt, clippy -D warnings, ruff, mypy, stub check of lima._
 	$(VENV)/bin/ruff format --check lima tests benches
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest lima._core
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Mutation-fuzz the row, line, HTML and BZip2 readers for FUZZ_SECONDS (corpus: the bundled dumps)
+	cargo run --release --quiet -p lima-core --example fuzz -- --seconds $(FUZZ_SECONDS) --out fuzz-crashes
 
 fmt: $(NATIVE) ## Format Rust and Python sources
 	cargo fmt --all

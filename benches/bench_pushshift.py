@@ -1,81 +1,116 @@
 """Throughput of `lima-data scan pushshift` against the zstd CLI and a Python
-baseline, on a >= 1 GB .zst made from real Pushshift records.
+baseline (python-zstandard + orjson), on 1..N cores.
 
-    python benches/bench_pushshift.py --size-mb 1024
+    make bench
+    python benches/bench_pushshift.py --size-mb 1024 [--before DIR]
 
-The input repeats the real records of the bundled dumps (r/AskMen submissions,
-the 2005-12 comment month, the 2005-2024 schema samples) with fresh ids, and
-is compressed with `zstd --long=31` like the real dumps. The scan keeps
-r/AskMen. Each tool runs in its own process, best of N, peak RSS from GNU
-time; `taskset -c 0` gives the one-core figures.
+The input repeats the real records of the bundled dumps (r/AskMen
+submissions, the 2005-12 comment month, the 2005-2024 schema samples) with
+fresh ids. Each copy is its own zstd frame at level 3 (the level the real
+r/AskMen file was written with: it compresses to the same bytes), so the input
+compresses like the real file and not like a file of repeats: no copy is coded
+as a long match of the one before. The run prints the ratio (compressed / raw)
+beside the real file's.
+
+Two scans: AskMen, most of the bytes, so every such line is parsed (the dense
+case); WritingPrompts, absent, like most subreddits of a monthly dump, so the
+byte prefilter skips every line. Each tool runs in its own process pinned with
+taskset to 1, 2, ... N cores, best of --repeat, peak RSS from GNU time.
+`--before DIR` adds the rows of an older build of the native module
+(DIR/limabefore/_core*.so).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
 
-from timing import timed, write_report  # noqa: E402
+from timing import (  # noqa: E402
+    Table,
+    core_sets,
+    cores_label,
+    lima_core_code,
+    need,
+    write_report,
+)
 
+ASKMEN = ROOT / "lima" / "samples" / "reddit" / "AskMen_submissions.zst"
 SOURCES = [
-    ROOT / "lima" / "samples" / "reddit" / "AskMen_submissions.zst",
+    ASKMEN,
     ROOT / "tests" / "data" / "pushshift" / "RC_2005-12.zst",
     ROOT / "tests" / "data" / "pushshift" / "schema-samples" / "submissions.ndjson",
     ROOT / "tests" / "data" / "pushshift" / "schema-samples" / "comments.ndjson",
 ]
 ID = re.compile(rb'("id":\s*")([0-9a-z]+)(")')
+LEVEL = 3
+
+
+def unzstd(data: bytes) -> bytes:
+    import zstandard
+
+    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(io.BytesIO(data))
+    return reader.read()
 
 
 def real_lines() -> list[bytes]:
-    import zstandard
-
     lines: list[bytes] = []
     for src in SOURCES:
         data = src.read_bytes()
         if src.suffix == ".zst":
-            data = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(data).read()
+            data = unzstd(data)
         lines += [x + b"\n" for x in data.splitlines() if x.strip()]
     return lines
 
 
-def build(path: Path, size_mb: int) -> None:
-    if path.exists():
-        return
+def build(path: Path, size_mb: int) -> int:
+    """Write the input; returns its decompressed size."""
+    import zstandard
+
+    raw_size = path.with_suffix(".size")
+    if path.exists() and raw_size.exists():
+        return int(raw_size.read_text())
     lines = real_lines()
-    plain = path.with_suffix(".ndjson")
+    cctx = zstandard.ZstdCompressor(level=LEVEL)
     written, copy = 0, 0
-    with plain.open("wb") as f:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
         while written < size_mb << 20:
             fresh = rb"\g<1>\g<2>" + f"r{copy}".encode() + rb"\g<3>"
             chunk = b"".join(ID.sub(fresh, x) for x in lines)
-            f.write(chunk)
+            f.write(cctx.compress(chunk))
             written += len(chunk)
             copy += 1
-    subprocess.run(
-        ["zstd", "-q", "-f", "--long=31", "-T2", "-3", str(plain), "-o", str(path)], check=True
+    tmp.rename(path)
+    raw_size.write_text(str(written))
+    return written
+
+
+def real_ratio() -> float:
+    data = ASKMEN.read_bytes()
+    return len(data) / len(unzstd(data))
+
+
+def lima_cmd(path: Path, sub: str, before: Path | None = None) -> list[str]:
+    call = (
+        "b, f = _core.scan_pushshift(sys.argv[1], subreddit=sys.argv[2]);assert f['lines_read'] > 0"
     )
-    plain.unlink()
+    return [sys.executable, "-c", lima_core_code(call, before), str(path), sub]
 
 
-LIMA = (
-    "import sys; from lima import _core;"
-    "b, f = _core.scan_pushshift(sys.argv[1], subreddit=sys.argv[2]);"
-    "assert f['lines_read'] > 0"
-)
 BASELINE = """
 import sys, io, orjson, zstandard
 kept = []
 want = sys.argv[2]
 needle = want.encode()
 with open(sys.argv[1], 'rb') as f:
-    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f)
+    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
+        f, read_across_frames=True)
     for line in io.BufferedReader(reader, 1 << 20):
         if needle not in line:
             continue
@@ -86,6 +121,7 @@ with open(sys.argv[1], 'rb') as f:
         if text in ('[deleted]', '[removed]') or r.get('removed_by_category'):
             continue
         kept.append(r)
+assert kept or want != 'AskMen'
 """
 
 
@@ -95,49 +131,39 @@ def main() -> None:
     )
     ap.add_argument("--size-mb", type=int, default=1024, help="decompressed size of the input")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", type=Path, help="folder holding limabefore/_core*.so")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-data")
     args = ap.parse_args()
-    if not shutil.which("zstd"):
+    if not need({"zstd": "zstd"})["zstd"]:
         sys.exit("needs the zstd CLI (apt-get install zstd)")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"pushshift-{args.size_mb}.zst"
+    path = args.out / f"pushshift-{args.size_mb}-frames.zst"
     print(f"building {path} ...", flush=True)
-    build(path, args.size_mb)
-    listing = subprocess.run(["zstd", "-l", "-v", str(path)], capture_output=True, text=True).stdout
-    size = int(listing.split("Decompressed Size:")[1].split("(")[1].split(" B")[0].replace(",", ""))
+    size = build(path, args.size_mb)
     print(
-        f"{path.stat().st_size / 1e6:.0f} MB compressed, {size / 1e6:.0f} MB of NDJSON", flush=True
+        f"{path.stat().st_size / 1e6:.0f} MB compressed, {size / 1e6:.0f} MB of NDJSON: "
+        f"compressed/raw {path.stat().st_size / size:.4f} "
+        f"(the real r/AskMen file: {real_ratio():.4f})",
+        flush=True,
     )
-    # AskMen: most of the bytes are the kept subreddit, every such line is parsed.
-    # WritingPrompts: absent, like most subreddits of a monthly dump; the byte
-    # prefilter skips every line.
-    zstd_cmd = ["sh", "-c", f"zstd -q -d --long=31 -c '{path}' > /dev/null"]
-    runs = {"zstd -d --long=31 > /dev/null": zstd_cmd}
-    for sub in ("AskMen", "WritingPrompts"):
-        runs[f"lima scan pushshift ({sub})"] = [sys.executable, "-c", LIMA, str(path), sub]
-        runs[f"python baseline ({sub})"] = [sys.executable, "-c", BASELINE, str(path), sub]
-    results = {}
-    for cores in ("all", "one"):
-        for name, cmd in runs.items():
-            full = cmd if cores == "all" else ["taskset", "-c", "0", *cmd]
-            seconds, peak = timed(full, args.repeat)
-            key = f"{name} [{cores} core{'s' if cores == 'all' else ''}]"
-            rate = size / 1e6 / seconds
-            results[key] = {
-                "seconds": round(seconds, 3),
-                "MB/s": round(rate, 1),
-                "peak_rss_MiB": round(peak / 1024, 1),
-            }
-            print(f"  {key:55s} {seconds:7.2f} s {rate:8.1f} MB/s  peak {peak / 1024:7.1f} MiB")
-    ratios = {}
-    for cores in ("all cores", "one core"):
-        zstd = results[f"zstd -d --long=31 > /dev/null [{cores}]"]["seconds"]
-        for sub in ("AskMen", "WritingPrompts"):
-            lima = results[f"lima scan pushshift ({sub}) [{cores}]"]["seconds"]
-            py = results[f"python baseline ({sub}) [{cores}]"]["seconds"]
-            ratios[f"lima / zstd -d, {sub} [{cores}]"] = zstd / lima
-            ratios[f"lima / python, {sub} [{cores}]"] = py / lima
-    write_report(args.out / "pushshift-results.json", size, results, ratios)
+    columns = [cores_label(c) for c in core_sets()]
+    tables = []
+    for sub, what in (("AskMen", "every line parsed"), ("WritingPrompts", "prefilter only")):
+        t = Table(f"{sub} kept ({what}), {size / 1e6:.0f} MB", size, columns)
+        print(t.title, flush=True)
+        for cores in core_sets():
+            col = cores_label(cores)
+            zstd = ["sh", "-c", f"zstd -q -d --long=31 -c '{path}' > /dev/null"]
+            t.measure("zstd -d", col, zstd, args.repeat, cores)
+            t.measure("lima scan pushshift", col, lima_cmd(path, sub), args.repeat, cores)
+            if args.before:
+                before = lima_cmd(path, sub, args.before)
+                t.measure("lima scan pushshift (before)", col, before, args.repeat, cores)
+            py = [sys.executable, "-c", BASELINE, str(path), sub]
+            t.measure("python-zstandard + orjson", col, py, 1, cores)
+        base = ["zstd -d", "lima scan pushshift (before)", "python-zstandard + orjson"]
+        tables.append((t, "lima scan pushshift", base))
+    write_report(args.out / "pushshift-results.json", " ".join(sys.argv), tables)
 
 
 if __name__ == "__main__":

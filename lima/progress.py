@@ -4,6 +4,7 @@ main thread draws a byte progress bar and forwards Ctrl-C as a cancel."""
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -25,10 +26,25 @@ T = TypeVar("T")
 
 console = Console(stderr=True, soft_wrap=True)
 
+# Scans running now, so Ctrl-C in the main thread stops those on pool threads too.
+_active: set[_core.Progress] = set()
+_active_lock = threading.Lock()
+
+
+def cancel_all() -> None:
+    """Ask every running scan to stop (each then raises its cancelled error)."""
+    with _active_lock:
+        for counters in _active:
+            counters.cancel()
+
 
 def run_with_bar(label: str, work: Callable[[_core.Progress], T], *, show: bool | None = None) -> T:
     counters = _core.Progress()
-    if show is None:
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main:
+        # one live bar at a time: scans on a build's pool threads draw none
+        show = False
+    elif show is None:
         show = console.is_terminal
     bar = Progress(
         TextColumn("{task.description}"),
@@ -40,6 +56,14 @@ def run_with_bar(label: str, work: Callable[[_core.Progress], T], *, show: bool 
         transient=True,
         disable=not show,
     )
+    if not on_main:
+        with _active_lock:
+            _active.add(counters)
+        try:
+            return work(counters)
+        finally:
+            with _active_lock:
+                _active.discard(counters)
     with ThreadPoolExecutor(max_workers=1) as pool, bar:
         task = bar.add_task(label, total=None)
         future = pool.submit(work, counters)

@@ -4,8 +4,6 @@ select the quotas, and write the dataset with its manifest and Table 1."""
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from lima import __version__, schema
-from lima.curate import card, dedup, evalsets, limits, plots, review
+from lima.curate import card, dedup, evalsets, jobs, limits, plots, review
 from lima.curate.config import BuildConfig
 from lima.curate.select import GroupReport, dedupe_questions, select_stackexchange
 from lima.curate.sites import is_meta, load_groups, site_from_path
@@ -38,15 +36,21 @@ class BuildResult:
     scans: list[SiteScan]
     selection: dict[str, GroupReport]
     manifest: dict[str, Any]
+    run: jobs.PoolStats | None = None
+
+
+# The build's hash cache while `run` is on (None: hash every file, as a bare call does).
+_hashes: jobs.InputHashes | None = None
 
 
 def _input_record(label: str, path: Path) -> dict[str, Any]:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    hashes = _hashes
     listed = [
         {
             "name": f.name if f == path else str(f.relative_to(path)),
             "bytes": f.stat().st_size,
-            "sha256": sha256_file(f),
+            "sha256": hashes.sha256(f) if hashes is not None else sha256_file(f),
         }
         for f in files
     ]
@@ -71,26 +75,7 @@ def _register(record: dict[str, Any], inputs: list[dict[str, Any]]) -> bool:
     return True
 
 
-def _cached(
-    cache: Path,
-    name: str,
-    key: dict[str, Any],
-    compute: Callable[[], tuple[pl.DataFrame, dict[str, Any]]],
-) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Reuse the finished scan of the same input bytes and settings, else run
-    it. The JSON report is the completion marker, written after the frame."""
-    digest = sha256_text(dumps({"version": __version__, **key}))[:16]
-    done = cache / f"{name}-{digest}.json"
-    frame_path = cache / f"{name}-{digest}.parquet"
-    if done.exists() and frame_path.exists():
-        return pl.read_parquet(frame_path), json.loads(done.read_text(encoding="utf-8"))
-    frame, report = compute()
-    atomic_write(frame_path, frame.write_parquet)
-    write_json(done, report)
-    return frame, report
-
-
-def _scan_cached(
+def _se_task(
     cfg: BuildConfig,
     label: str,
     path: Path,
@@ -98,7 +83,7 @@ def _scan_cached(
     cache: Path,
     record: dict[str, Any],
     site: str | None = None,
-) -> SiteScan:
+) -> jobs.ScanTask:
     se = cfg.stackexchange
     settings = cfg.to_dict()["stackexchange"]
     key = {
@@ -129,18 +114,42 @@ def _scan_cached(
         )
         return scan.frame, scan.report()
 
-    frame, report = _cached(cache, path.name, key, compute)
-    return SiteScan(**report, frame=frame)
+    kind = cache.name
+    return jobs.ScanTask(kind, label, cache, path.name, key, compute, jobs.input_cost(path))
 
 
-def _reddit_cached(
+def _se_tasks(
+    cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]], filters: bool
+) -> list[jobs.ScanTask]:
+    """One task per Stack Exchange input (filtered, or unfiltered for the quality preset)."""
+    groups = _site_groups(cfg)
+    name = "stackexchange" if filters else "stackexchange_unfiltered"
+    run_cfg = cfg
+    if not filters:
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.stackexchange.filters.enabled = False
+    tasks = []
+    for entry in cfg.stackexchange.entries():
+        label = entry.path
+        path = cfg.resolve(label)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: input dump not found (from config entry {label!r})")
+        record = _input_record(label, path)
+        if filters:
+            inputs.append(record)
+        cache = out / "candidates" / name
+        tasks.append(_se_task(run_cfg, label, path, groups, cache, record, entry.site))
+    return tasks
+
+
+def _reddit_task(
     cfg: BuildConfig,
     label: str,
     path: Path,
     cache: Path,
     record: dict[str, Any],
     settings: dict[str, Any],
-) -> reddit.PushshiftScan:
+) -> jobs.ScanTask:
     key = {"input": record["files"], "settings": settings, "on_error": cfg.on_error}
 
     def compute() -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -148,19 +157,31 @@ def _reddit_cached(
         scan.path = label
         return scan.frame, scan.report()
 
-    frame, report = _cached(cache, path.name, key, compute)
-    return reddit.PushshiftScan(report["path"], report["funnel"], frame)
+    return jobs.ScanTask(cache.name, label, cache, path.name, key, compute, jobs.input_cost(path))
 
 
-def _reddit(
-    cfg: BuildConfig,
-    out: Path,
-    name: str,
-    paths: list[str],
-    settings: dict[str, Any],
-    inputs: list[dict[str, Any]],
-) -> tuple[pl.DataFrame, list[reddit.PushshiftScan]]:
-    scans = []
+def _reddit_sources(cfg: BuildConfig) -> dict[str, tuple[list[str], dict[str, Any]]]:
+    """Each Pushshift pool: its input paths and the scan settings."""
+    wp, ask = cfg.reddit.writingprompts, cfg.reddit.askreddit
+    return {
+        "writingprompts": (
+            wp.paths,
+            {"subreddit": wp.subreddit, "min_comment_score": wp.min_story_score,
+             "min_comment_chars": wp.min_story_chars, "top_level_only": True},
+        ),
+        "askreddit": (
+            ask.paths,
+            {"subreddit": ask.subreddit, "kind": "submissions",
+             "min_submission_score": ask.min_score},
+        ),
+    }  # fmt: skip
+
+
+def _reddit_tasks(
+    cfg: BuildConfig, out: Path, name: str, inputs: list[dict[str, Any]]
+) -> list[jobs.ScanTask]:
+    paths, settings = _reddit_sources(cfg)[name]
+    tasks = []
     for label in paths:
         path = cfg.resolve(label)
         if not path.exists():
@@ -168,7 +189,17 @@ def _reddit(
         record = _input_record(label, path)
         if not _register(record, inputs):
             continue
-        scans.append(_reddit_cached(cfg, label, path, out / "candidates" / name, record, settings))
+        tasks.append(_reddit_task(cfg, label, path, out / "candidates" / name, record, settings))
+    return tasks
+
+
+def _reddit(
+    cfg: BuildConfig, out: Path, name: str, inputs: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, list[reddit.PushshiftScan]]:
+    scans = []
+    for task in _reddit_tasks(cfg, out, name, inputs):
+        frame, report = task.result()
+        scans.append(reddit.PushshiftScan(report["path"], report["funnel"], frame))
     rows = pl.concat([s.frame for s in scans]) if scans else pl.DataFrame(schema=reddit.ROW_SCHEMA)
     return rows, scans
 
@@ -212,27 +243,11 @@ def _site_groups(cfg: BuildConfig) -> dict[str, str]:
 def _stackexchange(
     cfg: BuildConfig, out: Path, inputs: list[dict[str, Any]], filters: bool
 ) -> tuple[pl.DataFrame, list[SiteScan], dict[str, Any]]:
-    se = cfg.stackexchange
-    groups = _site_groups(cfg)
     name = "stackexchange" if filters else "stackexchange_unfiltered"
-    run_cfg = cfg
-    if not filters:
-        run_cfg = copy.deepcopy(cfg)
-        run_cfg.stackexchange.filters.enabled = False
     scans = []
-    for entry in se.entries():
-        label = entry.path
-        path = cfg.resolve(label)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: input dump not found (from config entry {label!r})")
-        record = _input_record(label, path)
-        if filters:
-            inputs.append(record)
-        scans.append(
-            _scan_cached(
-                run_cfg, label, path, groups, out / "candidates" / name, record, entry.site
-            )
-        )
+    for task in _se_tasks(cfg, out, inputs, filters):
+        frame, report = task.result()
+        scans.append(SiteScan(**report, frame=frame))
     frames = [s.frame for s in scans if s.status == "scanned"]
     candidates = pl.concat(frames) if frames else schema.empty()
     # One example per question before the temperature weights see the counts.
@@ -281,21 +296,22 @@ def _authored(
     return frame, report
 
 
-def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+def _dialogue_tasks(cfg: BuildConfig, out: Path) -> list[jobs.ScanTask | dict[str, Any]]:
+    """One task per site whose comments are mined; a report for each site skipped."""
     labels = cfg.dialogues.paths or [e.path for e in cfg.stackexchange.entries()]
     named = {e.path: e.site for e in cfg.stackexchange.entries() if e.site}
     groups = _site_groups(cfg)
-    frames, reports = [], []
+    tasks: list[jobs.ScanTask | dict[str, Any]] = []
     for label in labels:
         path = cfg.resolve(label)
         site = (named.get(label) or site_from_path(path) or "").lower()
         if (is_meta(site) and not cfg.stackexchange.include_meta) or groups.get(site) == "excluded":
-            reports.append({"path": label, "site": site, "skipped": "meta_or_excluded_site"})
+            tasks.append({"path": label, "site": site, "skipped": "meta_or_excluded_site"})
             continue
         if path.is_dir() and not any(
             p.name.lower().startswith("comments.xml") for p in path.iterdir()
         ):
-            reports.append({"path": label, "site": site, "skipped": "no_comments_file"})
+            tasks.append({"path": label, "site": site, "skipped": "no_comments_file"})
             continue
         record = _input_record(label, path)
         key = {
@@ -309,12 +325,57 @@ def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str
             scan.path = label
             return scan.frame, scan.report()
 
-        frame, report = _cached(out / "candidates" / "dialogues", path.name, key, compute)
+        cache = out / "candidates" / "dialogues"
+        tasks.append(
+            jobs.ScanTask("dialogues", label, cache, path.name, key, compute, jobs.input_cost(path))
+        )
+    return tasks
+
+
+def _dialogues(cfg: BuildConfig, out: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    frames, reports = [], []
+    for task in _dialogue_tasks(cfg, out):
+        if isinstance(task, dict):
+            reports.append(task)
+            continue
+        frame, report = task.result()
         frames.append(frame)
         reports.append(report)
     pool = pl.concat(frames) if frames else schema.empty()
     atomic_write(out / "candidates" / "dialogues.parquet", pool.write_parquet)
     return pool, reports
+
+
+def plan(cfg: BuildConfig, out: Path) -> list[jobs.ScanTask]:
+    """Every scan a build of `cfg` into `out` runs, in the order it reads them: the unit
+    of `--jobs`, of a Ray task and of a Slurm array task."""
+    inputs: list[dict[str, Any]] = []
+    tasks = _se_tasks(cfg, out, inputs, filters=True)
+    if cfg.preset == "quality":
+        tasks += _se_tasks(cfg, out, inputs, filters=False)
+    tasks += _reddit_tasks(cfg, out, "writingprompts", inputs)
+    tasks += _reddit_tasks(cfg, out, "askreddit", inputs)
+    if cfg.dialogues.enabled:
+        tasks += [t for t in _dialogue_tasks(cfg, out) if isinstance(t, jobs.ScanTask)]
+    return tasks
+
+
+def _input_paths(cfg: BuildConfig) -> list[Path]:
+    """Every configured input path (for hashing them ahead, in parallel)."""
+    labels = [e.path for e in cfg.stackexchange.entries()]
+    labels += cfg.dialogues.paths + cfg.reddit.writingprompts.paths + cfg.reddit.askreddit.paths
+    labels += cfg.wikihow.paths + cfg.wikihow.title_tables + cfg.authored.paths
+    labels += cfg.natural_instructions.paths
+    if cfg.test.lima_prompts:
+        labels.append(cfg.test.lima_prompts)
+    files: list[Path] = []
+    for label in labels:
+        path = cfg.resolve(label)
+        if path.is_dir():
+            files += [p for p in path.rglob("*") if p.is_file()]
+        elif path.is_file():
+            files.append(path)
+    return files
 
 
 def gather(
@@ -325,18 +386,9 @@ def gather(
     if cfg.preset == "quality":
         se_unfiltered, _, _ = _stackexchange(cfg, out, inputs, filters=False)
     wp, ask = cfg.reddit.writingprompts, cfg.reddit.askreddit
-    wp_rows, wp_scans = _reddit(
-        cfg, out, "writingprompts", wp.paths,
-        {"subreddit": wp.subreddit, "min_comment_score": wp.min_story_score,
-         "min_comment_chars": wp.min_story_chars, "top_level_only": True},
-        inputs,
-    )  # fmt: skip
+    wp_rows, wp_scans = _reddit(cfg, out, "writingprompts", inputs)
     wp_candidates = reddit.writingprompts(wp_rows, wp)
-    ask_rows, ask_scans = _reddit(
-        cfg, out, "askreddit", ask.paths,
-        {"subreddit": ask.subreddit, "kind": "submissions", "min_submission_score": ask.min_score},
-        inputs,
-    )  # fmt: skip
+    ask_rows, ask_scans = _reddit(cfg, out, "askreddit", inputs)
     ask_candidates = reddit.askreddit(ask_rows, ask)
     for name, frame in (("writingprompts", wp_candidates), ("askreddit", ask_candidates)):
         atomic_write(out / "candidates" / f"reddit_{name}.parquet", frame.write_parquet)
@@ -515,7 +567,73 @@ def _reviewed_or(pool: pl.DataFrame, decisions: dict[str, list[str]]) -> pl.Data
     return pool if chosen is None else chosen
 
 
-def run(cfg: BuildConfig, out: Path) -> BuildResult:
+def prepare(cfg: BuildConfig, out: Path, n_jobs: int = 1) -> list[jobs.ScanTask]:
+    """Hash the inputs (`n_jobs` files at a time, each once: the hashes are cached by
+    size and mtime) and plan the scans."""
+    hashes = jobs.InputHashes(out / "candidates" / "input_hashes.json")
+    hashes.prefetch(_input_paths(cfg), n_jobs)
+    with _hashing(hashes):
+        tasks = plan(cfg, out)
+    hashes.save()
+    return tasks
+
+
+class _hashing:
+    """Input records read hashes from `hashes` while on."""
+
+    def __init__(self, hashes: jobs.InputHashes) -> None:
+        self.hashes = hashes
+
+    def __enter__(self) -> None:
+        global _hashes
+        _hashes = self.hashes
+
+    def __exit__(self, *exc: object) -> None:
+        global _hashes
+        _hashes = None
+
+
+def scan_inputs(
+    cfg: BuildConfig,
+    out: Path,
+    n_jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+) -> jobs.PoolStats:
+    """Run every scan of the build not yet cached: here on `n_jobs` threads within the
+    config's memory budget, or one Ray task each (`executor="ray"`)."""
+    tasks = prepare(cfg, out, n_jobs)
+    if executor == "ray":
+        from lima.curate import ray_exec
+
+        return ray_exec.run(cfg, out, tasks, address)
+    return jobs.run_pool(tasks, n_jobs, jobs.memory_budget(cfg.memory_budget_mb))
+
+
+def run(
+    cfg: BuildConfig,
+    out: Path,
+    *,
+    n_jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+) -> BuildResult:
+    """The whole build. The scans run first (see `scan_inputs`); everything after reads
+    only their cached results, in config order, so `n_jobs` and the executor change how
+    long it takes, never a byte of the output (run.json, the one file that says how the
+    build ran, aside)."""
+    stats = scan_inputs(cfg, out, n_jobs, executor, address)
+    hashes = jobs.InputHashes(out / "candidates" / "input_hashes.json")
+    with _hashing(hashes):
+        result = _select_and_write(cfg, out)
+    hashes.save()
+    stats.peak_rss_bytes = max(stats.peak_rss_bytes, jobs.peak_rss())
+    write_json(out / "run.json", stats.to_dict())
+    result.run = stats
+    return result
+
+
+def _select_and_write(cfg: BuildConfig, out: Path) -> BuildResult:
     inputs: list[dict[str, Any]] = []
     pools, scans, funnel = gather(cfg, out, inputs)
     decisions = review.accepted(out)

@@ -67,6 +67,9 @@ def _funnel_table(title: str, funnel: dict[str, Any]) -> Table:
     t.add_row("[bold]kept[/bold]", f"[bold]{funnel.get('kept', 0)}[/bold]")
     for reason, n in funnel.get("files_skipped", {}).items():
         t.add_row(f"files skipped: {reason}", str(n))
+    if funnel.get("archive_errors"):
+        t.add_row("[red]archive errors[/red]", str(funnel["archive_errors"]))
+        t.add_row("  bytes lost", str(funnel.get("bytes_lost", 0)))
     return t
 
 
@@ -237,10 +240,18 @@ def scan_pushshift(
         t.add_row(key, str(total.get(key, 0)))
     for reason, n in total["dropped"].items():
         t.add_row(f"  dropped: {reason}", str(n))
+    if total.get("archive_errors"):
+        t.add_row("[red]archive errors[/red]", str(total["archive_errors"]))
+        t.add_row("  bytes lost", str(total.get("bytes_lost", 0)))
     t.add_row(
         "[bold]kept[/bold]", str(total.get("kept_submissions", 0) + total.get("kept_comments", 0))
     )
     err_console.print(t)
+
+
+class Executor(enum.StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 class Preset(enum.StrEnum):
@@ -280,6 +291,45 @@ def build(
         Path | None,
         typer.Option(help="A tokenizer.json: Table 1 gains mean input/output length in tokens."),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=0,
+            max=4096,
+            help="Inputs scanned at once (0: every core), within the config's memory_budget_mb. "
+            "The output is the same bytes for any value.",
+        ),
+    ] = 0,
+    executor: Annotated[
+        Executor,
+        typer.Option(
+            help="local: scan here on --jobs threads. ray: one Ray task per input on the "
+            "cluster at --address (pip install 'lima[ray]'; out/ and the inputs on a shared "
+            "filesystem); the select/write step then runs here.",
+        ),
+    ] = Executor.local,
+    address: Annotated[
+        str | None,
+        typer.Option(help="The Ray cluster for --executor ray (host:port, or 'auto')."),
+    ] = None,
+    plan_only: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Hash the inputs, list the scans (one per input, numbered from 0) and stop: "
+            "the first step of a Slurm array (examples/slurm/).",
+        ),
+    ] = False,
+    scan_task: Annotated[
+        int | None,
+        typer.Option(
+            "--scan-task",
+            min=0,
+            help="Run scan K of --plan (e.g. $SLURM_ARRAY_TASK_ID) into the cache and stop.",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole curation: scan every source, drop duplicate prompts (and any
     training prompt that matches a test or dev prompt), select the quotas, and
@@ -308,7 +358,34 @@ def build(
     if tokenizer is not None:
         cfg.tokenizer = str(tokenizer.resolve())
     cfg.validate("command line")
-    result = build_mod.run(cfg, out)
+    from lima.curate import jobs as jobs_mod
+
+    n_jobs = jobs or jobs_mod.default_jobs()
+    if executor is Executor.ray and address is None:
+        raise commands.UsageError("--executor ray needs --address (host:port, or 'auto')")
+    if plan_only or scan_task is not None:
+        tasks = build_mod.prepare(cfg, out, n_jobs)
+        if scan_task is not None:
+            if scan_task >= len(tasks):
+                last = len(tasks) - 1
+                raise commands.UsageError(
+                    f"--scan-task {scan_task}: the plan has {len(tasks)} scans (0..{last})"
+                )
+            task = tasks[scan_task]
+            cached = task.finished()
+            task.run()
+            err_console.print(
+                f"scan {scan_task} ({task.kind}: {task.label}) "
+                + ("was cached" if cached else "done")
+                + f"; peak memory {jobs_mod.peak_rss() // jobs_mod.MiB} MiB"
+            )
+            return
+        for i, task in enumerate(tasks):
+            state = "cached" if task.finished() else "to scan"
+            typer.echo(f"{i}\t{task.kind}\t{task.label}\t{state}")
+        err_console.print(f"{len(tasks)} scans; run each with --scan-task K, then build")
+        return
+    result = build_mod.run(cfg, out, n_jobs=n_jobs, executor=executor.value, address=address)
     for label, r in result.selection.items():
         if r.short_by:
             err_console.print(
@@ -328,8 +405,18 @@ def build(
     )
     err_console.print(
         f"[green]wrote[/green] {out}/: {written}; manifest.json, stats.md, README.md, "
-        "funnel.png, authored_style.md, candidates/"
+        "funnel.png, authored_style.md, run.json, candidates/"
     )
+    if result.run is not None:
+        st = result.run
+        plural = "s" * (st.jobs != 1)
+        where = f"{st.jobs} job{plural}" if st.executor == "local" else f"Ray at {address}"
+        err_console.print(
+            f"scans: {st.ran} run on {where}, {st.cached} cached, {st.seconds:.1f} s; "
+            f"peak memory {st.peak_rss_bytes // jobs_mod.MiB} MiB "
+            f"(budget {st.budget_bytes // jobs_mod.MiB} MiB, at most "
+            f"{st.max_charged_bytes // jobs_mod.MiB} MiB charged at once)"
+        )
 
 
 class ExportFormat(enum.StrEnum):

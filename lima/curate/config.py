@@ -168,6 +168,8 @@ class BuildConfig:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     limits: LimitSettings = field(default_factory=LimitSettings)
     tokenizer: str | None = None  # a tokenizer.json: Table 1 gains token lengths
+    # Memory the scans of a build (`--jobs N`) may hold at once, in MiB; 0: half of RAM.
+    memory_budget_mb: int = 0
     # Set when the config came from a file: relative paths are resolved against it.
     base_dir: str = field(default=".", metadata={"internal": True})
 
@@ -182,6 +184,8 @@ class BuildConfig:
             raise ConfigError(f"{origin}: seed must be in 0..2^64-1, got {self.seed}")
         if self.on_error not in ("fail", "skip"):
             raise ConfigError(f"{origin}: on_error must be 'fail' or 'skip'")
+        if not 0 <= self.memory_budget_mb < 2**40:
+            raise ConfigError(f"{origin}: memory_budget_mb must be in 0..2^40-1 (0: half of RAM)")
         se = self.stackexchange
         if se.temperature <= 0:
             raise ConfigError(f"{origin}: stackexchange.temperature must be > 0")

@@ -269,6 +269,9 @@ def table1(
                 continue
             f = s.funnel
             rej = ", ".join(f"{k} {v}" for k, v in f["rejected"].items() if v)
+            if f.get("archive_errors"):
+                lost = f"archive errors {f['archive_errors']} ({f.get('bytes_lost', 0)} bytes lost)"
+                rej = f"{rej}, {lost}" if rej else lost
             rows.append([s.site, s.group, f["rows_read"], f["answers"], rej, f["kept"]])
         parts.append(
             "## Stack Exchange funnel\n\n"

@@ -33,6 +33,9 @@ pub struct CommentFunnel {
     pub other_posts: u64,
     pub malformed_rows: u64,
     pub truncated: bool,
+    /// Failed container reads and the bytes they cost (see `scan::Funnel`).
+    pub archive_errors: u64,
+    pub bytes_lost: u64,
     pub errors: Vec<String>,
 }
 
@@ -172,15 +175,13 @@ pub fn scan_comments(
                 fail_or_count(&mut funnel, e)?;
             }
             Event::ReadError { error, offset } => {
-                let e = CoreError::Archive {
-                    path: label.to_string(),
-                    offset: progress.position(),
-                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
-                };
+                let e = input::read_error(label, &error, offset, progress);
                 if on_error == OnError::Fail {
                     return Err(e);
                 }
                 funnel.truncated = true;
+                funnel.archive_errors += 1;
+                funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
                 funnel.errors.push(e.to_string());
                 return Ok(false);
             }

@@ -55,3 +55,42 @@ impl CoreError {
 }
 
 pub type Result<T> = std::result::Result<T, CoreError>;
+
+/// The payload of an `io::Error` raised while decoding a container: where in
+/// the compressed file the fault is, so the error that reaches the user names
+/// the exact byte rather than how far the reader had read ahead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFault {
+    /// Byte offset in the file on disk.
+    pub offset: u64,
+    pub msg: String,
+    /// Decompressed size of the member being read, when the container says.
+    pub member_size: Option<u64>,
+}
+
+impl std::fmt::Display for ReadFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for ReadFault {}
+
+impl ReadFault {
+    pub fn io(offset: u64, msg: impl Into<String>) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            ReadFault {
+                offset,
+                msg: msg.into(),
+                member_size: None,
+            },
+        )
+    }
+
+    /// The fault inside an `io::Error`, if it carries one.
+    pub fn of(e: &io::Error) -> Option<&ReadFault> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ReadFault>())
+    }
+}

@@ -1,7 +1,9 @@
-//! Readers for dump files: plain, zstd (with the 2 GiB window Pushshift needs)
-//! and 7z (streamed member by member, never extracted to disk). Every reader
-//! publishes how far into the file on disk it is, for progress bars and for
-//! error messages about corrupt containers.
+//! Readers for dump files: plain, zstd (with the 2 GiB window Pushshift needs),
+//! bzip2 and 7z (streamed member by member, never extracted to disk). Every
+//! reader publishes how far into the file on disk it is, for progress bars and
+//! for error messages about corrupt containers. Every 7z member read is checked
+//! against its size and CRC in the archive, so a damaged or cut member is an
+//! error naming the member, never a short file.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -10,11 +12,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::bzip2par::ParallelBz2;
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, ReadFault, Result};
 
 const BUF: usize = 1 << 20;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+/// Skippable zstd frames: 0x184D2A50..=0x184D2A5F, little-endian.
+const ZSTD_SKIPPABLE: [u8; 3] = [0x2A, 0x4D, 0x18];
 const SEVENZ_MAGIC: [u8; 6] = [b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C];
+/// After "BZh" and the level: a block or an end-of-stream magic.
+const BZ2_BLOCK: [u8; 6] = [0x31, 0x41, 0x59, 0x26, 0x53, 0x59];
+const BZ2_END: [u8; 6] = [0x17, 0x72, 0x45, 0x38, 0x50, 0x90];
 /// 2^31 bytes: the window Pushshift archives were written with (`--long=31`).
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 31;
 
@@ -43,13 +50,24 @@ impl Progress {
 pub enum Container {
     Plain,
     Zstd,
+    Bzip2,
     SevenZ,
+}
+
+/// How many threads a reader may use (bzip2 blocks decode on all of them):
+/// 0 means every core this process may run on.
+pub fn threads_or_all(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 /// Decide by the file's first bytes, so a misnamed file is still read right.
 pub fn detect(path: &Path) -> Result<Container> {
     let mut f = File::open(path).map_err(|e| CoreError::io(path, e))?;
-    let mut head = [0u8; 6];
+    let mut head = [0u8; 10];
     let mut n = 0;
     while n < head.len() {
         match f.read(&mut head[n..]) {
@@ -59,10 +77,17 @@ pub fn detect(path: &Path) -> Result<Container> {
             Err(e) => return Err(CoreError::io(path, e)),
         }
     }
-    Ok(if n >= 4 && head[..4] == ZSTD_MAGIC {
+    let zstd_skippable = n >= 4 && (0x50..=0x5F).contains(&head[0]) && head[1..4] == ZSTD_SKIPPABLE;
+    let bzip2 = n == 10
+        && &head[..3] == b"BZh"
+        && (b'1'..=b'9').contains(&head[3])
+        && (head[4..10] == BZ2_BLOCK || head[4..10] == BZ2_END);
+    Ok(if n >= 4 && (head[..4] == ZSTD_MAGIC || zstd_skippable) {
         Container::Zstd
-    } else if n == 6 && head == SEVENZ_MAGIC {
+    } else if n >= 6 && head[..6] == SEVENZ_MAGIC {
         Container::SevenZ
+    } else if bzip2 {
+        Container::Bzip2
     } else {
         Container::Plain
     })
@@ -106,12 +131,32 @@ impl Seek for Counted {
     }
 }
 
-/// A plain or zstd file as one decompressed byte stream.
+/// A plain, zstd or bzip2 file as one decompressed byte stream.
 pub fn open_stream(path: &Path, progress: Arc<Progress>) -> Result<Box<dyn BufRead + Send>> {
+    open_stream_with(path, 0, progress)
+}
+
+/// [`open_stream`] on at most `threads` threads (0: all cores).
+pub fn open_stream_with(
+    path: &Path,
+    threads: usize,
+    progress: Arc<Progress>,
+) -> Result<Box<dyn BufRead + Send>> {
     let kind = detect(path)?;
     let counted = Counted::open(path, progress)?;
     match kind {
         Container::Plain => Ok(Box::new(BufReader::with_capacity(BUF, counted))),
+        Container::Bzip2 => {
+            let label = path.display().to_string();
+            let dec = ParallelBz2::new(counted, threads_or_all(threads), 0).map_err(|e| {
+                CoreError::Archive {
+                    path: label,
+                    offset: 0,
+                    msg: e.to_string(),
+                }
+            })?;
+            Ok(Box::new(BufReader::with_capacity(BUF, dec)))
+        }
         Container::Zstd => {
             let mut dec =
                 zstd::stream::read::Decoder::new(counted).map_err(|e| CoreError::io(path, e))?;
@@ -133,6 +178,7 @@ pub fn open_stream(path: &Path, progress: Arc<Progress>) -> Result<Box<dyn BufRe
 /// last wanted member.
 pub fn for_each_7z_member<F>(
     path: &Path,
+    threads: usize,
     progress: Arc<Progress>,
     want: &dyn Fn(&str) -> bool,
     mut each: F,
@@ -161,22 +207,42 @@ where
             counted
                 .seek(SeekFrom::Start(start))
                 .map_err(|e| CoreError::io(path, e))?;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut decoder = ParallelBz2::new((&mut counted).take(size), threads)
-                .map_err(|e| archive_err(&e, &progress))?;
+            let decoder =
+                ParallelBz2::new((&mut counted).take(size), threads_or_all(threads), start);
+            let mut decoder = decoder.map_err(|e| CoreError::Archive {
+                path: label.clone(),
+                offset: start,
+                msg: e.to_string(),
+            })?;
             let last_wanted = files.iter().rposition(|&i| want(&archive.files[i].name));
             for (k, &i) in files.iter().enumerate() {
                 let entry = &archive.files[i];
                 let mut member = (&mut decoder).take(entry.size);
                 if want(&entry.name) {
                     seen += 1;
-                    let mut buffered = BufReader::with_capacity(BUF, &mut member);
+                    let crc = entry.has_crc.then_some(entry.crc as u32);
+                    let checked = Verified::new(&mut member, &entry.name, entry.size, crc, start);
+                    let mut buffered = BufReader::with_capacity(BUF, checked);
                     each(&entry.name, &mut buffered)?;
                 }
                 if Some(k) == last_wanted {
                     break;
                 }
-                io::copy(&mut member, &mut io::sink()).map_err(|e| archive_err(&e, &progress))?;
+                if member.get_ref().failed().is_some() {
+                    // reported by the member it broke; every later read repeats it
+                    continue;
+                }
+                io::copy(&mut member, &mut io::sink()).map_err(|e| {
+                    let (offset, msg) = match ReadFault::of(&e) {
+                        Some(f) => (f.offset, f.msg.clone()),
+                        None => (progress.position(), e.to_string()),
+                    };
+                    CoreError::Archive {
+                        path: label.clone(),
+                        offset,
+                        msg: format!("member {} (read past to the next): {msg}", entry.name),
+                    }
+                })?;
             }
         }
         return Ok(seen);
@@ -195,7 +261,9 @@ where
             return Ok(true);
         }
         seen += 1;
-        let mut buffered = BufReader::with_capacity(BUF, data);
+        // sevenz checks the CRC of LZMA members itself; the size is checked here
+        let checked = Verified::new(data, &entry.name, entry.size, None, progress.position());
+        let mut buffered = BufReader::with_capacity(BUF, checked);
         match each(&entry.name, &mut buffered) {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -242,6 +310,17 @@ pub fn read_site_member<T>(
     path: &Path,
     member: &str,
     progress: Arc<Progress>,
+    read: impl FnMut(&mut dyn BufRead, &str) -> Result<T>,
+) -> Result<T> {
+    read_site_member_with(path, member, 0, progress, read)
+}
+
+/// [`read_site_member`] on at most `threads` threads (0: all cores).
+pub fn read_site_member_with<T>(
+    path: &Path,
+    member: &str,
+    threads: usize,
+    progress: Arc<Progress>,
     mut read: impl FnMut(&mut dyn BufRead, &str) -> Result<T>,
 ) -> Result<T> {
     let file = if path.is_dir() {
@@ -252,7 +331,7 @@ pub fn read_site_member<T>(
     if let Container::SevenZ = detect(&file)? {
         let mut result = None;
         let wanted = |name: &str| file_name(name).eq_ignore_ascii_case(member);
-        for_each_7z_member(&file, progress, &wanted, |name, reader| {
+        for_each_7z_member(&file, threads, progress, &wanted, |name, reader| {
             let label = format!("{}:{}", file.display(), name);
             result = Some(read(reader, &label)?);
             Ok(())
@@ -261,8 +340,121 @@ pub fn read_site_member<T>(
             CoreError::Config(format!("{}: the archive holds no {member}", file.display()))
         });
     }
-    let mut reader = open_stream(&file, progress)?;
+    let mut reader = open_stream_with(&file, threads, progress)?;
     read(&mut *reader, &file.display().to_string())
+}
+
+/// A 7z member as read: its bytes are counted and CRC'd, and a member that
+/// ends short of its size or whose CRC differs from the archive's is a read
+/// error. Errors passing through learn the member's size, so a scan that
+/// skips them can say how many bytes were lost.
+struct Verified<'n, R> {
+    inner: R,
+    name: &'n str,
+    size: u64,
+    crc: Option<u32>,
+    hasher: crc32fast::Hasher,
+    got: u64,
+    /// Where in the archive the member's packed data starts.
+    at: u64,
+}
+
+impl<'n, R: Read> Verified<'n, R> {
+    fn new(inner: R, name: &'n str, size: u64, crc: Option<u32>, at: u64) -> Self {
+        Verified {
+            inner,
+            name,
+            size,
+            crc,
+            hasher: crc32fast::Hasher::new(),
+            got: 0,
+            at,
+        }
+    }
+
+    fn fault(&self, msg: String) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            ReadFault {
+                offset: self.at,
+                msg,
+                member_size: Some(self.size),
+            },
+        )
+    }
+}
+
+impl<R: Read> Read for Verified<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let (offset, msg) = match ReadFault::of(&e) {
+                    Some(f) => (f.offset, f.msg.clone()),
+                    None => (self.at, e.to_string()),
+                };
+                return Err(io::Error::new(
+                    e.kind(),
+                    ReadFault {
+                        offset,
+                        msg: format!("member {}: {msg}", self.name),
+                        member_size: Some(self.size),
+                    },
+                ));
+            }
+        };
+        if n == 0 && !buf.is_empty() {
+            if self.got < self.size {
+                return Err(self.fault(format!(
+                    "member {} ends after {} of its {} bytes",
+                    self.name, self.got, self.size
+                )));
+            }
+            if let Some(want) = self.crc {
+                let got = self.hasher.clone().finalize();
+                if got != want {
+                    return Err(self.fault(format!(
+                        "member {}: CRC mismatch (archive says {want:08x}, data gives {got:08x})",
+                        self.name
+                    )));
+                }
+            }
+            return Ok(0);
+        }
+        self.hasher.update(&buf[..n]);
+        self.got += n as u64;
+        Ok(n)
+    }
+}
+
+/// The error a scan reports for a failed read of `label` after `decompressed`
+/// bytes of whole lines: at the compressed offset the fault names, else at how
+/// far the reader got.
+pub fn read_error(
+    label: &str,
+    error: &io::Error,
+    decompressed: u64,
+    progress: &Progress,
+) -> CoreError {
+    let offset = ReadFault::of(error).map_or(progress.position(), |f| f.offset);
+    CoreError::Archive {
+        path: label.to_string(),
+        offset,
+        msg: format!("{error} (after byte {decompressed} of the decompressed data)"),
+    }
+}
+
+/// Bytes a scan loses by stopping at a failed read after `decompressed` bytes:
+/// of the member (decompressed) when its size is known, else of the file on
+/// disk (compressed) from where the reader stopped.
+pub fn bytes_lost(error: &io::Error, decompressed: u64, progress: &Progress) -> u64 {
+    match ReadFault::of(error).and_then(|f| f.member_size) {
+        Some(size) => size.saturating_sub(decompressed),
+        None => progress
+            .total
+            .load(Ordering::Relaxed)
+            .saturating_sub(progress.position()),
+    }
 }
 
 /// The last path component, for matching member and file names.
@@ -333,5 +525,46 @@ mod tests {
     fn member_names() {
         assert_eq!(file_name("a/b/Posts.xml"), "Posts.xml");
         assert_eq!(file_name("Posts.xml"), "Posts.xml");
+    }
+
+    fn coffee_rows() -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lima/samples/stackexchange/coffee.stackexchange.com/Posts.xml");
+        std::fs::read(path).expect("coffee Posts.xml")[..20_000].to_vec()
+    }
+
+    #[test]
+    fn members_are_checked_against_size_and_crc() {
+        let data = coffee_rows();
+        let crc = crc32fast::hash(&data);
+        let size = data.len() as u64;
+        let read = |inner: &[u8], size: u64, crc: Option<u32>| {
+            let mut out = Vec::new();
+            Verified::new(inner, "Posts.xml", size, crc, 32)
+                .read_to_end(&mut out)
+                .map(|_| out)
+        };
+        assert_eq!(read(&data, size, Some(crc)).expect("good member"), data);
+        let wrong = read(&data, size, Some(crc ^ 1)).expect_err("bad CRC");
+        let fault = ReadFault::of(&wrong).expect("a fault");
+        assert!(
+            fault.msg.contains("member Posts.xml: CRC mismatch"),
+            "{}",
+            fault.msg
+        );
+        assert_eq!((fault.offset, fault.member_size), (32, Some(size)));
+        let short = read(&data[..1000], size, Some(crc)).expect_err("short member");
+        let fault = ReadFault::of(&short).expect("a fault");
+        assert!(
+            fault.msg.contains("ends after 1000 of its"),
+            "{}",
+            fault.msg
+        );
+        // an error from below keeps its offset and learns the member
+        let e = read_error("a.7z:Posts.xml", &short, 1000, &Progress::default());
+        assert!(e
+            .to_string()
+            .starts_with("a.7z:Posts.xml: byte 32 of the compressed file"));
+        assert_eq!(bytes_lost(&short, 1000, &Progress::default()), size - 1000);
     }
 }

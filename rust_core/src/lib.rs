@@ -3,6 +3,7 @@
 //! PyO3 binding is the `python` module, compiled only with the `python`
 //! feature.
 
+pub mod bzip2block;
 pub mod bzip2par;
 pub mod comments;
 pub mod error;

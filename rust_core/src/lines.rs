@@ -30,10 +30,16 @@ pub enum Event<'a> {
 }
 
 enum Msg {
-    Chunk(Vec<u8>),
+    /// A buffer whose first `len` bytes are whole lines.
+    Chunk(Vec<u8>, usize),
     TooLong(u64),
     ReadError(io::Error),
 }
+
+/// Bytes asked of the reader at a time: at least a `BufReader`'s capacity, so
+/// the reads go straight to the decoder or the file, into the chunk, with no
+/// copy through the `BufReader`'s own buffer.
+const READ: usize = 1 << 20;
 
 /// Feed every line of `reader` to `each`, which returns `Ok(false)` to stop early.
 pub fn for_each_line<F>(reader: &mut dyn BufRead, max_line: usize, each: F) -> Result<()>
@@ -41,7 +47,7 @@ where
     F: FnMut(Event) -> Result<bool> + Send,
 {
     let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
-    // Spent chunks go back to be refilled: no fresh 4 MiB allocation (and
+    // Spent chunks go back to be refilled: no fresh 5 MiB allocation (and
     // its page faults) per chunk.
     let (back_tx, back_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
     std::thread::scope(|scope| {
@@ -60,92 +66,98 @@ fn produce(
     back: &Receiver<Vec<u8>>,
     max_line: usize,
 ) {
-    let fresh = || {
-        back.try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + (1 << 16)))
-    };
+    let fresh = || back.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK + READ]);
     let mut chunk: Vec<u8> = fresh();
-    // Start of the unfinished line at the end of `chunk`.
+    // chunk[..used] holds bytes read; chunk[line_start..used] is an unfinished line.
+    let mut used = 0usize;
     let mut line_start = 0usize;
-    // Bytes of an overlong line skipped so far.
+    // Bytes of an overlong line skipped so far (chunk is empty meanwhile).
     let mut skipping: Option<u64> = None;
     loop {
-        let avail = match reader.fill_buf() {
-            Ok(b) => b,
+        if chunk.len() < used + READ {
+            chunk.resize(used + READ, 0);
+        }
+        let n = match reader.read(&mut chunk[used..used + READ]) {
+            Ok(0) => break,
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // The unfinished line at the end belongs to the failed read.
-                let _ = send_whole_lines(tx, &mut chunk, line_start, fresh());
+                if skipping.is_none() {
+                    let _ = send_whole_lines(tx, &mut chunk, line_start, used, fresh());
+                }
                 let _ = tx.send(Msg::ReadError(e));
                 return;
             }
         };
-        if avail.is_empty() {
-            break;
-        }
-        let n = avail.len();
+        let mut old = used;
         if let Some(skipped) = skipping {
-            match memchr::memchr(b'\n', avail) {
+            match memchr::memchr(b'\n', &chunk[..n]) {
                 Some(i) => {
-                    reader.consume(i + 1);
                     skipping = None;
                     if tx.send(Msg::TooLong(skipped + i as u64 + 1)).is_err() {
                         return;
                     }
+                    chunk.copy_within(i + 1..n, 0);
+                    used = n - i - 1;
+                    old = 0;
+                    line_start = 0;
                 }
                 None => {
-                    reader.consume(n);
                     skipping = Some(skipped + n as u64);
+                    continue;
                 }
             }
-            continue;
+        } else {
+            used += n;
         }
-        let old = chunk.len();
-        chunk.extend_from_slice(avail);
-        reader.consume(n);
-        if let Some(j) = memchr::memrchr(b'\n', &chunk[old..]) {
+        if let Some(j) = memchr::memrchr(b'\n', &chunk[old..used]) {
             line_start = old + j + 1;
         }
-        if chunk.len() - line_start > max_line {
+        if used - line_start > max_line {
             // Drop the overlong line's bytes and skip to its end.
-            let partial = (chunk.len() - line_start) as u64;
-            chunk.truncate(line_start);
-            if send_whole_lines(tx, &mut chunk, line_start, fresh()).is_err() {
+            let partial = (used - line_start) as u64;
+            if send_whole_lines(tx, &mut chunk, line_start, line_start, fresh()).is_err() {
                 return;
             }
-            line_start = 0;
+            (used, line_start) = (0, 0);
             skipping = Some(partial);
             continue;
         }
-        if chunk.len() >= CHUNK && line_start > 0 {
-            if send_whole_lines(tx, &mut chunk, line_start, fresh()).is_err() {
-                return;
+        if used >= CHUNK && line_start > 0 {
+            match send_whole_lines(tx, &mut chunk, line_start, used, fresh()) {
+                Ok(rest) => (used, line_start) = (rest, 0),
+                Err(()) => return,
             }
-            line_start = 0;
         }
     }
     if let Some(skipped) = skipping {
         let _ = tx.send(Msg::TooLong(skipped));
-    } else if !chunk.is_empty() {
-        let _ = tx.send(Msg::Chunk(chunk));
+    } else if used > 0 {
+        let _ = tx.send(Msg::Chunk(chunk, used));
     }
 }
 
-/// Send `chunk[..end]` and keep the rest, moved into `next`, as the next chunk.
+/// Send `chunk[..end]`; `chunk[end..used]`, moved to the front of `next`,
+/// becomes the chunk being filled. Returns its length.
 fn send_whole_lines(
     tx: &SyncSender<Msg>,
     chunk: &mut Vec<u8>,
     end: usize,
+    used: usize,
     mut next: Vec<u8>,
-) -> std::result::Result<(), ()> {
+) -> std::result::Result<usize, ()> {
     if end == 0 {
-        return Ok(());
+        return Ok(used);
     }
-    next.clear();
-    next.extend_from_slice(&chunk[end..]);
-    chunk.truncate(end);
+    let rest = used - end;
+    if next.len() < rest + READ {
+        next.resize(rest + READ, 0);
+    }
+    next[..rest].copy_from_slice(&chunk[end..used]);
     let full = std::mem::replace(chunk, next);
-    tx.send(Msg::Chunk(full)).map_err(|_| ())
+    tx.send(Msg::Chunk(full, end)).map_err(|_| ())?;
+    Ok(rest)
 }
 
 fn walk<F>(rx: Receiver<Msg>, back: SyncSender<Vec<u8>>, max_line: usize, mut each: F) -> Result<()>
@@ -156,8 +168,8 @@ where
     let mut line = 0u64;
     for msg in rx {
         match msg {
-            Msg::Chunk(chunk) => {
-                let mut rest = &chunk[..];
+            Msg::Chunk(chunk, len) => {
+                let mut rest = &chunk[..len];
                 while !rest.is_empty() {
                     let len = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
                     line += 1;

@@ -90,6 +90,9 @@ pub struct RedditFunnel {
     pub kept_submissions: u64,
     pub kept_comments: u64,
     pub truncated: bool,
+    /// Failed container reads and the bytes they cost (see `scan::Funnel`).
+    pub archive_errors: u64,
+    pub bytes_lost: u64,
     pub errors: Vec<String>,
 }
 
@@ -356,15 +359,13 @@ pub fn scan_pushshift(
                 scanner.fail_or_count(e)?;
             }
             Event::ReadError { error, offset } => {
-                let e = CoreError::Archive {
-                    path: label.clone(),
-                    offset: progress.position(),
-                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
-                };
+                let e = input::read_error(&label, &error, offset, &progress);
                 if opts.on_error == OnError::Fail {
                     return Err(e);
                 }
                 scanner.funnel.truncated = true;
+                scanner.funnel.archive_errors += 1;
+                scanner.funnel.bytes_lost += input::bytes_lost(&error, offset, &progress);
                 scanner.funnel.errors.push(e.to_string());
                 return Ok(false);
             }

@@ -188,6 +188,8 @@ fn funnel_to_dict<'py>(py: Python<'py>, f: &Funnel) -> PyResult<Bound<'py, PyDic
     d.set_item("kept", f.kept)?;
     d.set_item("nesting_flattened", f.nesting_flattened)?;
     d.set_item("truncated", f.truncated)?;
+    d.set_item("archive_errors", f.archive_errors)?;
+    d.set_item("bytes_lost", f.bytes_lost)?;
     d.set_item("errors", f.errors.clone())?;
     Ok(d)
 }
@@ -279,6 +281,8 @@ fn scan_stackexchange<'py>(
     u.set_item("named", names.named)?;
     u.set_item("not_listed", names.not_listed)?;
     u.set_item("truncated", names.truncated)?;
+    u.set_item("archive_errors", names.archive_errors)?;
+    u.set_item("bytes_lost", names.bytes_lost)?;
     u.set_item("errors", names.errors)?;
     d.set_item("users", u)?;
     Ok((ArrowBatches { batch: Some(batch) }, d))
@@ -420,6 +424,8 @@ fn reddit_funnel_to_dict<'py>(py: Python<'py>, f: &RedditFunnel) -> PyResult<Bou
     d.set_item("kept_submissions", f.kept_submissions)?;
     d.set_item("kept_comments", f.kept_comments)?;
     d.set_item("truncated", f.truncated)?;
+    d.set_item("archive_errors", f.archive_errors)?;
+    d.set_item("bytes_lost", f.bytes_lost)?;
     d.set_item("errors", f.errors.clone())?;
     Ok(d)
 }
@@ -511,6 +517,8 @@ fn comment_funnel_to_dict<'py>(py: Python<'py>, f: &CommentFunnel) -> PyResult<B
     d.set_item("other_posts", f.other_posts)?;
     d.set_item("malformed_rows", f.malformed_rows)?;
     d.set_item("truncated", f.truncated)?;
+    d.set_item("archive_errors", f.archive_errors)?;
+    d.set_item("bytes_lost", f.bytes_lost)?;
     d.set_item("errors", f.errors.clone())?;
     Ok(d)
 }

@@ -5,14 +5,15 @@
 //!   those that end up with a kept (or counted) top answer are read back;
 //! - an answer is held only while it is the best so far for its question and
 //!   could pass the score filter; a rejected one is held as a reason, not text;
-//! - two bitsets over post ids (an eighth of a byte per id) record which ids
+//! - two sets of post ids (bits, an eighth of a byte per id, below 2^27; a
+//!   hash set above, so a hostile huge id costs one entry) record which ids
 //!   are questions and which have answers, so every answer read is counted.
 //!
 //! The top answer of a question is the highest-scored one; ties go to the
 //! accepted answer, then to the lowest id. Since the accepted id lives on the
 //! question row, tied candidates are all kept until the merge.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -96,6 +97,12 @@ pub struct Funnel {
     pub nesting_flattened: u64,
     /// The input ended early; with `OnError::Skip` the scan keeps what it read.
     pub truncated: bool,
+    /// Reads that failed in the container (a corrupt or cut block, a member
+    /// whose CRC or size is wrong); with `OnError::Skip` the scan stops there.
+    pub archive_errors: u64,
+    /// Bytes not read because of them: of the member (decompressed) when its
+    /// size is known, else of the compressed file.
+    pub bytes_lost: u64,
     /// The first skipped errors, with file and byte offset.
     pub errors: Vec<String>,
 }
@@ -130,38 +137,63 @@ struct KeptAnswer {
     license: Option<String>,
 }
 
+/// Post ids seen: a bitset (an eighth of a byte per id) for ids below
+/// [`DENSE_IDS`], a hash set above, so a hostile `Id="4294967295"` costs one
+/// entry, not half a gigabyte of bits. The largest real post id (Stack
+/// Overflow, 2024) is under 80 million.
 #[derive(Default)]
-struct BitSet(Vec<u64>);
+struct IdSet {
+    bits: Vec<u64>,
+    sparse: HashSet<u32>,
+}
 
-impl BitSet {
+/// 2^27 ids: at most 16 MiB of bits per set.
+const DENSE_IDS: u32 = 1 << 27;
+
+impl IdSet {
+    /// Add `i`; true if it was already there.
     fn set(&mut self, i: u32) -> bool {
-        let (w, b) = ((i >> 6) as usize, i & 63);
-        if w >= self.0.len() {
-            self.0.resize((w + 1).next_power_of_two(), 0);
+        if i >= DENSE_IDS {
+            return !self.sparse.insert(i);
         }
-        let was = self.0[w] >> b & 1 == 1;
-        self.0[w] |= 1 << b;
+        let (w, b) = ((i >> 6) as usize, i & 63);
+        if w >= self.bits.len() {
+            self.bits.resize((w + 1).next_power_of_two(), 0);
+        }
+        let was = self.bits[w] >> b & 1 == 1;
+        self.bits[w] |= 1 << b;
         was
     }
     fn get(&self, i: u32) -> bool {
-        self.0
+        if i >= DENSE_IDS {
+            return self.sparse.contains(&i);
+        }
+        self.bits
             .get((i >> 6) as usize)
             .is_some_and(|w| w >> (i & 63) & 1 == 1)
     }
-    fn count_and(&self, other: &BitSet) -> u64 {
-        self.0
+    /// How many ids are in both sets.
+    fn count_and(&self, other: &IdSet) -> u64 {
+        let dense: u64 = self
+            .bits
             .iter()
-            .zip(other.0.iter())
+            .zip(other.bits.iter())
             .map(|(a, b)| u64::from((a & b).count_ones()))
-            .sum()
+            .sum();
+        let sparse = self
+            .sparse
+            .iter()
+            .filter(|i| other.sparse.contains(i))
+            .count();
+        dense + sparse as u64
     }
 }
 
 struct Join<'f> {
     filters: &'f Filters,
     funnel: Funnel,
-    is_question: BitSet,
-    answered: BitSet,
+    is_question: IdSet,
+    answered: IdSet,
     /// Answers whose question had not been read yet when they were.
     early_answers: HashMap<u32, u64>,
     candidates: HashMap<u32, Vec<Candidate>>,
@@ -197,8 +229,8 @@ pub fn scan_posts(
     let mut join = Join {
         filters,
         funnel: Funnel::default(),
-        is_question: BitSet::default(),
-        answered: BitSet::default(),
+        is_question: IdSet::default(),
+        answered: IdSet::default(),
         early_answers: HashMap::new(),
         candidates: HashMap::new(),
         spill: BufWriter::with_capacity(1 << 20, spill),
@@ -247,15 +279,13 @@ pub fn scan_posts(
                 join.skip_or_fail(e, on_error)?;
             }
             Event::ReadError { error, offset } => {
-                let err = CoreError::Archive {
-                    path: label.to_string(),
-                    offset: progress.position(),
-                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
-                };
+                let err = input::read_error(label, &error, offset, progress);
                 if on_error == OnError::Fail {
                     return Err(err);
                 }
                 join.funnel.truncated = true;
+                join.funnel.archive_errors += 1;
+                join.funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
                 join.note(&err);
                 return Ok(false);
             }
@@ -577,4 +607,26 @@ pub fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdSet;
+
+    #[test]
+    fn huge_ids_go_to_the_map_not_the_bits() {
+        let mut s = IdSet::default();
+        assert!(!s.set(7));
+        assert!(s.set(7));
+        assert!(!s.set(u32::MAX));
+        assert!(s.set(u32::MAX));
+        assert!(s.get(7) && s.get(u32::MAX) && !s.get(8) && !s.get(u32::MAX - 1));
+        // the 4-billion id costs a map entry: the bits cover id 7 only
+        assert!(s.bits.len() <= 1);
+        let mut t = IdSet::default();
+        t.set(u32::MAX);
+        t.set(7);
+        t.set(1 << 27);
+        assert_eq!(s.count_and(&t), 2);
+    }
 }

@@ -29,6 +29,9 @@ pub struct UsersFunnel {
     /// Owners of kept posts with an id that Users.xml does not list.
     pub not_listed: u64,
     pub truncated: bool,
+    /// Failed container reads and the bytes they cost (see `scan::Funnel`).
+    pub archive_errors: u64,
+    pub bytes_lost: u64,
     pub errors: Vec<String>,
 }
 
@@ -102,15 +105,13 @@ pub fn read_names(
                 note(funnel, e)?;
             }
             Event::ReadError { error, offset } => {
-                let e = CoreError::Archive {
-                    path: label.to_string(),
-                    offset: progress.position(),
-                    msg: format!("{error} (after byte {offset} of the decompressed data)"),
-                };
+                let e = input::read_error(label, &error, offset, progress);
                 if on_error == OnError::Fail {
                     return Err(e);
                 }
                 funnel.truncated = true;
+                funnel.archive_errors += 1;
+                funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
                 funnel.errors.push(e.to_string());
                 return Ok(false);
             }
@@ -214,7 +215,7 @@ pub fn scan_site(
             let n = input::file_name(name);
             n.eq_ignore_ascii_case("Posts.xml") || n.eq_ignore_ascii_case("Users.xml")
         };
-        input::for_each_7z_member(&file, progress.clone(), &wanted, |name, reader| {
+        input::for_each_7z_member(&file, 0, progress.clone(), &wanted, |name, reader| {
             let label = format!("{}:{}", file.display(), name);
             if input::file_name(name).eq_ignore_ascii_case("Posts.xml") {
                 posts = Some(scan::scan_posts(reader, &label, filters, opts, &progress)?);

@@ -230,6 +230,10 @@ _COUNTS = (
     "top_answers",
     "kept",
     "nesting_flattened",
+    # reads that failed in the container (a cut or corrupt block, a member whose CRC or size
+    # is wrong) under on_error="skip", and the bytes not read because of them
+    "archive_errors",
+    "bytes_lost",
 )
 
 
@@ -254,6 +258,8 @@ def total_funnel(scans: list[SiteScan]) -> dict[str, Any]:
                 total[key][reason] = total[key].get(reason, 0) + n
         total["warnings"] += [f"{s.path}: {w}" for w in s.funnel.get("warnings", [])]
         users = s.funnel.get("users") or {}
+        total["archive_errors"] += users.get("archive_errors", 0)
+        total["bytes_lost"] += users.get("bytes_lost", 0)
         total["authors_named"] += users.get("named", 0)
         total["authors_not_listed"] += users.get("not_listed", 0)
     return total
