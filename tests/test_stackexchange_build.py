@@ -103,7 +103,7 @@ def test_authors_and_askers_come_from_users_xml(beer_posts_xml: Path) -> None:
     _, funnel = _core.scan_stackexchange(BEER_7Z)
     assert funnel["users"] == {
         "found": True, "rows_read": 6863, "malformed_rows": 0, "named": 36, "not_listed": 0,
-        "truncated": False, "errors": [],
+        "truncated": False, "errors": [], "archive_errors": 0, "bytes_lost": 0,
     }  # fmt: skip
 
 
