@@ -68,7 +68,7 @@ def _examples(tiny: tuple[Path, Path], max_length: int = 256) -> tuple[Any, list
 def test_padding_free_loss_equals_the_padded_loss(tiny: tuple[Path, Path], attn: str) -> None:
     """The same micro-batches of demo examples, padded and flattened: the same loss and the same
     gradients, to float tolerance, and none of the flattened positions is padding."""
-    tok, rows = _examples(tiny)
+    tok, rows = _examples(tiny, max_length=1024)
     model = transformers.AutoModelForCausalLM.from_pretrained(tiny[0], attn_implementation=attn)
     resize_with_mean_init(model, len(tok) - 2, len(tok))
     model.eval()
@@ -105,6 +105,7 @@ def test_flat_collator_restarts_positions_and_masks_each_first_label(
     assert starts == [0, lengths[0], lengths[0] + lengths[1]]
     assert all(out["labels"][0, s].item() == IGNORE for s in starts)
     assert out["lima_lengths"].tolist() == lengths and "attention_mask" not in out
+    assert out["use_cache"] is False
 
 
 # --- 17.4: one optimizer rule, generation within the window, files with nothing to learn ---

@@ -70,6 +70,8 @@ tools_app = typer.Typer(
 
 
 def _gib(n: float) -> str:
+    if 0 < n < 2**30:
+        return f"{n / 2**20:,.1f} MiB"
     return f"{n / 2**30:,.1f} GiB"
 
 

@@ -224,7 +224,8 @@ class FlatCollator:
     restarting at 0 for each, so attention stays within a sequence (transformers builds the
     block-diagonal mask, or flash attention's varlen kernel reads the boundaries) and no token is
     padding. Each sequence's first label is masked: it would otherwise be predicted from the
-    previous sequence's last token (the padded layout never predicts it either). The examples per
+    previous sequence's last token (the padded layout never predicts it either); the model is
+asked for no KV cache, without which transformers reads the boundaries. The examples per
     micro-batch, and so per optimizer step, are exactly those of the padded layout."""
 
     padding_free = True
@@ -244,5 +245,7 @@ class FlatCollator:
             "input_ids": torch.tensor([ids]),
             "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([positions]),
+            # transformers reads sequence boundaries from position_ids only without a KV cache.
+            "use_cache": False,
             LENGTHS: torch.tensor([len(b["input_ids"]) for b in batch]),
         }
