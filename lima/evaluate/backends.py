@@ -70,9 +70,7 @@ class VllmModel:
                 temperature=0.0 if greedy else gen.temperature,
                 top_p=1.0 if greedy else gen.top_p,
                 repetition_penalty=gen.repetition_penalty,
-                max_tokens=new_token_budget(
-                    gen, len(requests[i]["prompt_token_ids"]), self.window
-                ),
+                max_tokens=new_token_budget(gen, len(requests[i]["prompt_token_ids"]), self.window),
                 stop_token_ids=[self.eot_id],
                 seed=seed + i,
                 skip_special_tokens=True,

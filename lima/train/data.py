@@ -225,7 +225,7 @@ class FlatCollator:
     block-diagonal mask, or flash attention's varlen kernel reads the boundaries) and no token is
     padding. Each sequence's first label is masked: it would otherwise be predicted from the
     previous sequence's last token (the padded layout never predicts it either); the model is
-asked for no KV cache, without which transformers reads the boundaries. The examples per
+    asked for no KV cache, without which transformers reads the boundaries. The examples per
     micro-batch, and so per optimizer step, are exactly those of the padded layout."""
 
     padding_free = True

@@ -5,13 +5,13 @@ is allocated or downloaded beyond its config."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-import json
 from typing import Any
 
 from lima.train.recipe import Recipe
-
 
 #: transformers' default shard size for save_pretrained ("5GB"), assumed for a checkpoint that
 #: is not on this machine.
@@ -91,7 +91,7 @@ def fill_auto(
             elif value == "auto":
                 if here not in values:
                     raise ConfigError(
-                        f"{recipe.deepspeed}: {'.'.join(here)} is \"auto\", which transformers "
+                        f'{recipe.deepspeed}: {".".join(here)} is "auto", which transformers '
                         "does not fill in; give a value"
                     )
                 node[key] = values[here]
@@ -127,17 +127,17 @@ def validate_deepspeed(
         raise ConfigError(f"{source}: DeepSpeed rejects it: {msg}") from None
 
     if recipe is None:
-        zero = {k: (1 if v == "auto" else v) for k, v in config.get("zero_optimization", {}).items()}
+        zero = {
+            k: (1 if v == "auto" else v) for k, v in config.get("zero_optimization", {}).items()
+        }
         try:
             DeepSpeedZeroConfig(**zero)
         except ValidationError as e:
             fail(e)
         return
     hidden = None
-    try:
+    with contextlib.suppress(OSError, ValueError):
         hidden = int(model_config(recipe).hidden_size)
-    except (OSError, ValueError):
-        pass
     filled = fill_auto(config, recipe, world, hidden)
     hpz = filled.get("zero_optimization", {}).get("zero_hpz_partition_size", 1)
     if hpz > 1 and (recipe.gpus_per_node % hpz or world % hpz):
@@ -211,7 +211,9 @@ def shard_bytes(recipe: Recipe, weights_bytes: float) -> float:
         index = Path(recipe.model_name_or_path) / "model.safetensors.index.json"
         if index.exists():
             files = set(json.loads(index.read_text())["weight_map"].values())
-            sizes = [(index.parent / f).stat().st_size for f in files if (index.parent / f).exists()]
+            sizes = [
+                (index.parent / f).stat().st_size for f in files if (index.parent / f).exists()
+            ]
             if sizes:
                 return float(max(sizes))
     return float(min(weights_bytes, DEFAULT_SHARD_BYTES))

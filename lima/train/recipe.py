@@ -163,7 +163,9 @@ def resumable_epochs(recipe: Recipe) -> list[int]:
     if not recipe.resumable_checkpoints:
         return []
     if recipe.checkpoint_every_epochs:
-        every = range(recipe.checkpoint_every_epochs, recipe.epochs + 1, recipe.checkpoint_every_epochs)
+        every = range(
+            recipe.checkpoint_every_epochs, recipe.epochs + 1, recipe.checkpoint_every_epochs
+        )
         chosen = set(every)
     else:
         chosen = {max(recipe.keep_epochs)} if recipe.keep_epochs else set()

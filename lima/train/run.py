@@ -246,8 +246,11 @@ def build_trainer_class() -> Any:
             if self.optimizer is None:
                 args = self.args
                 groups = optimizer_groups(model or self.model, args.weight_decay)
-                common = {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2),
-                          "eps": args.adam_epsilon}  # fmt: skip
+                common: dict[str, Any] = {
+                    "lr": args.learning_rate,
+                    "betas": (args.adam_beta1, args.adam_beta2),
+                    "eps": args.adam_epsilon,
+                }
                 if self.lima_offload:
                     from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -454,8 +457,9 @@ def generate_after_training(recipe: Recipe, epochs: list[int], rank: int, world:
     for epoch in epochs[rank::world]:
         raw = raw_dir / f"epoch-{epoch}.jsonl"
         model = backends.load(recipe.output_dir / f"epoch-{epoch}", recipe.dev_generation_backend)
+        seed = recipe.seed + 1_000_003 * epoch
         generate(model, recipe.dev_file, raw, gen=recipe.generation,
-                 batch_size=recipe.generation.batch_size, seed=recipe.seed + 1_000_003 * epoch)  # fmt: skip
+                 batch_size=recipe.generation.batch_size, seed=seed)  # fmt: skip
         del model
         rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
         write_jsonl(gen_dir / f"epoch-{epoch}.jsonl", [{
@@ -679,12 +683,15 @@ def _run(recipe: Recipe, rank: int, world: int) -> dict[str, Any]:
     train_seconds = time.perf_counter() - t0
     loss, loss_steps = mean_loss_over_steps(trainer.state.log_history)
     steps = trainer.state.global_step
-    stage = args.hf_deepspeed_config.config["zero_optimization"]["stage"] if args.deepspeed else None
+    stage = (
+        args.hf_deepspeed_config.config["zero_optimization"]["stage"] if args.deepspeed else None
+    )
     kept = sorted(k for k in recipe.keep_epochs if (out / f"epoch-{k}").exists())
     gen_seconds = None
     if dev and recipe.dev_generation == "after":
         _release_training(trainer)
-        ctx.trainer = trainer = model = None
+        del trainer, model
+        ctx.trainer = None
         t1 = time.perf_counter()
         generate_after_training(recipe, kept, rank, world)
         gen_seconds = round(time.perf_counter() - t1, 1)

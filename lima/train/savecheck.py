@@ -118,7 +118,9 @@ def _files(target: Path) -> dict[str, Path]:
         return {name: single for name in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
 
 
-def check_saved(target: Path, shapes: dict[str, tuple[int, ...]], live: dict[str, Any]) -> SaveCheck:
+def check_saved(
+    target: Path, shapes: dict[str, tuple[int, ...]], live: dict[str, Any]
+) -> SaveCheck:
     """Compares ``target``'s safetensors with the live model's ``shapes`` (all tensors, from
     the headers) and ``live`` rows (values, exactly), reading only those rows."""
     from safetensors import safe_open
