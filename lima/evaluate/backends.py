@@ -52,7 +52,10 @@ class VllmModel:
         self.tok = AutoTokenizer.from_pretrained(path)
         self.eot_id = int(self.tok.eos_token_id)
         self.llm = vllm.LLM(model=str(path), tokenizer=str(path), **engine)
-        self.window = int(self.llm.llm_engine.model_config.max_model_len)
+        # The model's window (prompt plus answer); None when the engine does not say.
+        engine_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        window = getattr(engine_config, "max_model_len", None)
+        self.window: int | None = int(window) if window else None
         self.name = path.name
 
     def generate(
