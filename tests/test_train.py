@@ -1,6 +1,7 @@
 """The tiny recipe end to end, as a user launches it: two ranks of DeepSpeed ZeRO-3 on gloo via
-torchrun on the demo's train.jsonl, a resume from a mid-run checkpoint, and one plain process
-that trains long enough to learn to stop at EOT."""
+torchrun on the demo's train.jsonl (dev generations after training, from each epoch-K/), a
+resume from a mid-run checkpoint past a torn later one (dev generations inside ZeRO-3), and one
+plain process that trains long enough to learn to stop at EOT."""
 
 from __future__ import annotations
 
@@ -28,17 +29,21 @@ COMMON = [f"epochs={EPOCHS}", "max_length=512", "keep_epochs=[0,2,4]", "peak_tfl
 def run(tmp_path_factory: pytest.TempPathFactory, demo: Any) -> Path:
     out = tmp_path_factory.mktemp("train") / "run"
     launch_training([f"train_file={demo.out / 'train.jsonl'}", f"dev_file={demo.out / 'dev.jsonl'}",
-             f"output_dir={out}", f"resumable_checkpoints={EPOCHS}", *COMMON],
-            2, out.parent / "log.txt")  # fmt: skip
+             f"output_dir={out}", f"resumable_checkpoints={EPOCHS}", "checkpoint_every_epochs=2",
+             *COMMON], 2, out.parent / "log.txt")  # fmt: skip
     return out
 
 
 @pytest.fixture(scope="module")
 def resumed(run: Path) -> Path:
-    """A copy of the run as it stood after epoch 2, resumed to the end."""
+    """A copy of the run as it stood after epoch 2, with a torn checkpoint-4 (killed before
+    transformers wrote trainer_state.json), resumed to the end with in-ZeRO-3 generations."""
     out = run.parent / "resumed"
     shutil.copytree(run / "base-model", out / "base-model")
     shutil.copytree(run / "checkpoints" / "checkpoint-2", out / "checkpoints" / "checkpoint-2")
+    torn = out / "checkpoints" / "checkpoint-4"
+    shutil.copytree(run / "checkpoints" / "checkpoint-4", torn)
+    (torn / "trainer_state.json").unlink()
     rows = (run / "train_log.jsonl").read_text().splitlines()
     (out / "train_log.jsonl").write_text(
         "".join(r + "\n" for r in rows if json.loads(r)["step"] <= 2)
@@ -46,7 +51,8 @@ def resumed(run: Path) -> Path:
     demo_dir = Path(json.loads((run / "recipe.json").read_text())["train_file"]).parent
     launch_training([f"train_file={demo_dir / 'train.jsonl'}", f"dev_file={demo_dir / 'dev.jsonl'}",
              f"output_dir={out}", f"resumable_checkpoints={EPOCHS}", "resume_from_checkpoint=last",
-             *COMMON], 2, run.parent / "resumed.txt")  # fmt: skip
+             "checkpoint_every_epochs=2", "dev_generation=in_training", *COMMON], 2,
+            run.parent / "resumed.txt")  # fmt: skip
     return out
 
 
@@ -72,14 +78,22 @@ def test_outputs_follow_the_contract(run: Path) -> None:
     assert re.findall(r"epoch (\d+)<br>", page) == ["0", "2", "4"]
     log = _log(run)
     assert [r["step"] for r in log] == [1, 2, 3, 4]  # 53 examples, batch 64: a step an epoch
-    assert all(set(r) >= {"step", "epoch", "loss", "lr", "tokens_per_s"} for r in log)
+    assert all(set(r) >= {"step", "epoch", "loss", "lr", "tokens_per_s", "padding_fraction"}
+               for r in log)  # fmt: skip
     assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in log)
+    assert all(0 <= r["padding_fraction"] < 0.5 for r in log)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["gradient_accumulation_steps"] == 8
     assert summary["deepspeed_zero_stage"] == 3
     assert sum(summary["trimming"].values()) == summary["examples"] == 53
     assert summary["trimming"].get("truncated", 0) > 0
+    assert summary["batching"] == "group_by_length" and summary["dev_generation"] == "after"
+    assert summary["failed_save_checks"] == [] and summary["train_loss_steps"] == 4
+    # Full checkpoints at epochs 2 and 4 only (checkpoint_every_epochs=2), epoch 1 and 3 none.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "checkpoint-2", "checkpoint-4"]  # fmt: skip
+    assert not (run / ".lock").exists() or (run / ".lock").read_text().startswith("pid ")
 
 
 def test_lr_is_paper_peak_at_first_step_and_final_at_last(run: Path) -> None:
@@ -132,7 +146,9 @@ def test_saved_model_reloads_without_deepspeed_with_the_same_logits(run: Path) -
         np.testing.assert_allclose(logits, live, rtol=0, atol=1e-5)
     checks = [json.loads(x) for x in (run / "checks" / "save_checks.jsonl").open()]
     assert [c["epoch"] for c in checks] == [0, 2, 4]
-    assert all(c["max_abs_logit_diff"] < 1e-5 for c in checks)
+    # Every tensor's name and shape from the headers; a few tensors' values, exactly.
+    assert all(c["ok"] and c["max_abs_diff"] == 0.0 and c["problems"] == [] for c in checks)
+    assert all(c["tensors_in_file"] == 39 and 0 < c["tensors_compared"] < 39 for c in checks)
 
 
 def test_new_token_rows_start_at_the_mean_under_zero3(run: Path) -> None:
@@ -164,6 +180,18 @@ def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(
         assert torch.equal(a[name], b[name]), name
     assert [r["loss"] for r in _log(resumed)] == [r["loss"] for r in _log(run)]
     assert not (resumed / "epoch-0").exists()  # epoch 0 belongs to the first run
+    from lima.train.run import checkpoint_problem
+
+    # The torn checkpoint-4 was named, removed, and written again whole by the resumed run.
+    assert "checkpoint-4: torn (no readable trainer_state.json)" in (
+        resumed.parent / "resumed.txt").read_text()  # fmt: skip
+    assert checkpoint_problem(resumed / "checkpoints" / "checkpoint-4") is None
+    first, second = (json.loads((d / "summary.json").read_text()) for d in (run, resumed))
+    # The loss over all four steps, the two before the resume included.
+    assert second["train_loss_steps"] == 4
+    assert second["train_loss"] == pytest.approx(first["train_loss"], rel=1e-12)
+    rows = [json.loads(x) for x in (resumed / "dev_generations" / "epoch-4.jsonl").open()]
+    assert len(rows) == 5 and second["dev_generation"] == "in_training"
 
 
 def test_a_trained_model_stops_at_eot(eot_model: Path) -> None:

@@ -156,8 +156,11 @@ def test_estimate_counts_llama_parameters_and_memory() -> None:
     assert tiny.parameters == 316_224  # as the two-rank run reports for the built model
     off = estimate(load_recipe(ROOT / "training" / "recipes" / "65b-offload.yaml"))
     assert off.offload_optimizer and off.offload_params
-    assert off.host_bytes_per_node / 2**40 == pytest.approx(1.6, abs=0.05)
-    assert "1.6 TiB" in (ROOT / "training" / "recipes" / "65b-offload.yaml").read_text()
+    assert off.host_phases["train"] / 2**40 == pytest.approx(1.6, abs=0.05)
+    # The peak: rank 0 also holds the gathered 16-bit weights while it saves an epoch.
+    assert off.host_bytes_per_node / 2**40 == pytest.approx(1.72, abs=0.01)
+    text = (ROOT / "training" / "recipes" / "65b-offload.yaml").read_text()
+    assert "1.6 TiB" in text and "1.7 TiB" in text
 
 
 # --- the conversation format --------------------------------------------------------------

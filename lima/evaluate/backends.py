@@ -52,12 +52,17 @@ class VllmModel:
         self.tok = AutoTokenizer.from_pretrained(path)
         self.eot_id = int(self.tok.eos_token_id)
         self.llm = vllm.LLM(model=str(path), tokenizer=str(path), **engine)
+        # The model's window (prompt plus answer); None when the engine does not say.
+        engine_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        window = getattr(engine_config, "max_model_len", None)
+        self.window: int | None = int(window) if window else None
         self.name = path.name
 
     def generate(
         self, prompts: list[list[str]], gen: Generation, seed: int, greedy: bool = False
     ) -> list[tuple[str, bool, int]]:
         from lima.train.data import prompt_ids
+        from lima.train.generate import new_token_budget
 
         requests = [{"prompt_token_ids": prompt_ids(self.tok, t, eot_id=self.eot_id,
                                                     bos_id=self.tok.bos_token_id)}
@@ -68,7 +73,7 @@ class VllmModel:
                 temperature=0.0 if greedy else gen.temperature,
                 top_p=1.0 if greedy else gen.top_p,
                 repetition_penalty=gen.repetition_penalty,
-                max_tokens=gen.max_new_tokens,
+                max_tokens=new_token_budget(gen, len(requests[i]["prompt_token_ids"]), self.window),
                 stop_token_ids=[self.eot_id],
                 seed=seed + i,
                 skip_special_tokens=True,

@@ -92,12 +92,15 @@ tools_app = typer.Typer(
 
 
 def _gib(n: float) -> str:
+    if 0 < n < 2**30:
+        return f"{n / 2**20:,.1f} MiB"
     return f"{n / 2**30:,.1f} GiB"
 
 
 @tools_app.command("estimate")
 def estimate_cmd(config: ConfigOpt, overrides: Overrides = None) -> None:
-    """Memory per rank for the recipe's model and topology (DeepSpeed's ZeRO-3 estimator)."""
+    """Memory per rank and per node, by phase, and the disk each epoch writes, for the recipe's
+    model and topology (DeepSpeed's ZeRO-3 estimator for the model states)."""
     try:
         recipe = load_recipe(config, overrides)
         from lima.train.estimate import estimate
@@ -116,18 +119,41 @@ def estimate_cmd(config: ConfigOpt, overrides: Overrides = None) -> None:
     t.add_row("GPU memory per rank, model states", _gib(est.gpu_bytes_per_rank))
     t.add_row(
         f"GPU memory per rank, activations (micro-batch {recipe.micro_batch_size} × "
-        f"{recipe.max_length})",
-        _gib(est.activation_bytes_per_rank),
+        f"{recipe.max_length}), with / without gradient checkpointing",
+        f"{_gib(est.activation_bytes_with_checkpointing)} / "
+        f"{_gib(est.activation_bytes_without_checkpointing)}",
     )
+    chosen = "on" if est.gradient_checkpointing else "off"
+    how = "auto" if recipe.gradient_checkpointing == "auto" else "recipe"
+    t.add_row(f"gradient checkpointing ({how}, {recipe.gpu_memory_gib:g} GiB per GPU)", chosen)
     t.add_row(
         "[bold]GPU memory per rank, total[/bold]",
         _gib(est.gpu_bytes_per_rank + est.activation_bytes_per_rank),
     )
-    t.add_row("[bold]host memory per node[/bold]", _gib(est.host_bytes_per_node))
+    for phase, what in (
+        ("load", f"each rank reads a {_gib(est.shard_bytes)} checkpoint shard"),
+        ("train", "offloaded model states" if est.offload_optimizer or est.offload_params
+         else "no model states on the host"),
+        ("save", "rank 0 gathers the 16-bit state dict"),
+        ("check", "a few tensors read lazily from safetensors"),
+    ):  # fmt: skip
+        t.add_row(f"host memory per node, {phase} ({what})", _gib(est.host_phases[phase]))
+    t.add_row("[bold]host memory per node, peak[/bold]", _gib(est.host_bytes_per_node))
+    t.add_row("disk per kept epoch (epoch-K/, 16-bit weights)", _gib(est.epoch_weights_bytes))
+    t.add_row("disk per resumable checkpoint (weights + ZeRO-3 states)", _gib(est.resumable_bytes))
+    per_epoch = est.disk_per_epoch(recipe.epochs)
+    t.add_row("disk written, by epoch",
+              ", ".join(f"{k}: {_gib(b)}" for k, b in per_epoch) or "nothing")  # fmt: skip
+    t.add_row(
+        f"disk at the end ({len(est.kept_epochs)} kept epochs, "
+        f"{min(recipe.resumable_checkpoints, len(est.resumable_epochs))} checkpoint(s) kept)",
+        _gib(len(est.kept_epochs) * est.epoch_weights_bytes
+             + min(recipe.resumable_checkpoints, len(est.resumable_epochs)) * est.resumable_bytes),
+    )  # fmt: skip
     console.print(t)
     console.print(
         "Model states from deepspeed.runtime.zero.stage3.estimate_zero3_model_states_mem_needs "
-        "(buffer factor 1.5); activations are a rough bound with gradient checkpointing."
+        "(buffer factor 1.5); activations are a rough bound for full windows."
     )
 
 
@@ -155,9 +181,10 @@ def check_cmd(
         ),
     ] = None,
 ) -> None:
-    """Validate recipes and their DeepSpeed configs, and the batch arithmetic for the topology
-    each declares (or --world-size, or the job's --nodes × --gpus-per-node); exits 1 on the
-    first problem."""
+    """Validate recipes and their whole DeepSpeed configs (with DeepSpeed's own DeepSpeedConfig,
+    "auto" filled as transformers fills it), and the batch arithmetic for the topology each
+    declares (or --world-size, or the job's --nodes × --gpus-per-node); exits 1 on the first
+    problem."""
     overrides = [a for a in recipes if "=" in a and not Path(a).exists()]
     paths = [Path(a) for a in recipes if a not in overrides]
     if not paths:
@@ -167,14 +194,14 @@ def check_cmd(
             recipe = load_recipe(path, overrides)
             _check_topology(path, recipe, nodes, gpus_per_node)
             ds = recipe.deepspeed_config()
+            world = world_size or (nodes or recipe.nodes) * (gpus_per_node or recipe.gpus_per_node)
+            accumulation = recipe.gradient_accumulation(world)
             if ds is not None:
                 from lima.train.estimate import validate_deepspeed
                 from lima.train.quiet import import_deepspeed
 
                 import_deepspeed()
-                validate_deepspeed(ds, str(recipe.deepspeed))
-            world = world_size or (nodes or recipe.nodes) * (gpus_per_node or recipe.gpus_per_node)
-            accumulation = recipe.gradient_accumulation(world)
+                validate_deepspeed(ds, str(recipe.deepspeed), recipe, world)
         except (LimaError, OSError) as e:
             _fail(e)
         console.print(

@@ -40,6 +40,24 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def model_window(model: Any) -> int | None:
+    """The positions the model was trained for (LLaMA's 2048): prompt plus generation."""
+    window = getattr(model.config, "max_position_embeddings", None)
+    return int(window) if window else None
+
+
+def new_token_budget(gen: Generation, prompt_width: int, window: int | None) -> int:
+    """``max_new_tokens``, capped so that prompt and answer fit the window together (the
+    paper's 2048 is the model's window, not a count of new tokens on top of the prompt)."""
+    if window is None:
+        return gen.max_new_tokens
+    if prompt_width >= window:
+        raise ValueError(
+            f"a prompt of {prompt_width} tokens leaves no room in the model's window of {window}"
+        )
+    return min(gen.max_new_tokens, window - prompt_width)
+
+
 def sample(
     model: Any,
     batch: list[list[int]],
@@ -51,8 +69,10 @@ def sample(
     synced: bool = False,
     greedy: bool = False,
 ) -> list[list[int]]:
-    """Left-pads ``batch`` and samples a continuation of each row, up to and including EOT."""
+    """Left-pads ``batch`` and samples a continuation of each row, up to and including EOT,
+    within the model's window (the batch's longest prompt sets the budget)."""
     width = max(len(p) for p in batch)
+    budget = new_token_budget(gen, width, model_window(model))
     device = next(model.parameters()).device
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -73,7 +93,7 @@ def sample(
             temperature=None if greedy else gen.temperature,
             repetition_penalty=1.0,
             logits_processor=processors,
-            max_new_tokens=gen.max_new_tokens,
+            max_new_tokens=budget,
             eos_token_id=eot_id,
             pad_token_id=pad_id,
             use_cache=True,

@@ -62,7 +62,17 @@ class Recipe(_Strict):
     deepspeed: Path | None = Field(None, description="DeepSpeed JSON config; null = no DeepSpeed")
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     attn_implementation: str = "sdpa"
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        True, description='"auto": off when `lima-train estimate` finds the activations fit'
+    )
+    gpu_memory_gib: float = Field(
+        80.0, gt=0, description="memory per device, for gradient_checkpointing: auto"
+    )
+    batching: Literal["auto", "padding_free", "group_by_length", "padded"] = Field(
+        "auto",
+        description="how a micro-batch is laid out; auto = padding_free on CUDA, "
+        "group_by_length elsewhere",
+    )
 
     # Conversation format.
     eot_token: str = "<EOT>"
@@ -92,10 +102,22 @@ class Recipe(_Strict):
     resumable_checkpoints: int = Field(
         1, ge=0, description="full DeepSpeed checkpoints (optimizer included) kept for resuming"
     )
+    checkpoint_every_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="a resumable checkpoint every K epochs; null = at the last kept epoch "
+        "only; always at the end",
+    )
     resume_from_checkpoint: str | None = Field(None, description='a checkpoint dir, or "last"')
     logging_steps: int = Field(1, ge=1)
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     generation: Generation = Field(default_factory=Generation)  # type: ignore[arg-type]
+    dev_generation: Literal["after", "in_training", "none"] = Field(
+        "after",
+        description="after: from each epoch-K/ once training is done, one checkpoint per "
+        "device (lima-eval generate's code); in_training: at each kept epoch inside ZeRO-3",
+    )
+    dev_generation_backend: Literal["transformers", "vllm"] = "transformers"
     peak_tflops: float | None = Field(
         None, gt=0, description="peak dense TFLOP/s per device for MFU; null = from the GPU name"
     )
@@ -133,6 +155,23 @@ class Recipe(_Strict):
         if self.deepspeed is None:
             return None
         return load_deepspeed_config(self.deepspeed)
+
+
+def resumable_epochs(recipe: Recipe) -> list[int]:
+    """The epochs that end with a full resumable checkpoint: every ``checkpoint_every_epochs``
+    (default: the last kept epoch only) and always the last; none if
+    ``resumable_checkpoints`` is 0."""
+    if not recipe.resumable_checkpoints:
+        return []
+    if recipe.checkpoint_every_epochs:
+        every = range(
+            recipe.checkpoint_every_epochs, recipe.epochs + 1, recipe.checkpoint_every_epochs
+        )
+        chosen = set(every)
+    else:
+        chosen = {max(recipe.keep_epochs)} if recipe.keep_epochs else set()
+    chosen.discard(0)
+    return sorted(chosen | {recipe.epochs})
 
 
 def _parse_value(raw: str) -> Any:
@@ -252,6 +291,11 @@ def load_deepspeed_config(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: zero_optimization.stage3_gather_16bit_weights_on_model_save must be true, "
             "or the per-epoch checkpoints would not load without DeepSpeed"
+        )
+    if "optimizer" in config:
+        raise ConfigError(
+            f'{path}: remove "optimizer"; lima builds AdamW itself (DeepSpeedCPUAdam under '
+            "offload) with no weight decay on norms and biases, and logs the lr each step used"
         )
     if "scheduler" in config:
         raise ConfigError(
