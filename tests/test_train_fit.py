@@ -293,18 +293,18 @@ def test_check_runs_deepspeeds_own_config_class(tmp_path: Path) -> None:
     ds = tmp_path / "ds.json"
     ds.write_text(json.dumps(cfg))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY.read_text().replace("training/deepspeed/zero3-cpu.json", str(ds)))
+    recipe.write_text(TINY.read_text().replace("../deepspeed/zero3-cpu.json", str(ds)))
     bad = runner.invoke(train_cli.tools_app, ["check", str(recipe)])
-    assert bad.exit_code == 2, bad.output
+    assert bad.exit_code == 1, bad.output
     assert "DeepSpeed rejects it" in bad.output and "bfloat16 and fp16" in bad.output
     cfg = json.loads((ROOT / "training" / "deepspeed" / "zero3-hpz.json").read_text())
     ds.write_text(json.dumps(cfg))
     hpz = runner.invoke(train_cli.tools_app, ["check", str(recipe)])  # 2 GPUs, hpZ of 8
-    assert hpz.exit_code == 2 and "zero_hpz_partition_size 8 must divide" in hpz.output
+    assert hpz.exit_code == 1 and "zero_hpz_partition_size 8 must divide" in hpz.output
     cfg["zero_optimization"]["stage3_max_live_parameters"] = "auto"
     ds.write_text(json.dumps(cfg))
     auto = runner.invoke(train_cli.tools_app, ["check", str(recipe)])
-    assert auto.exit_code == 2 and 'stage3_max_live_parameters is "auto"' in auto.output
+    assert auto.exit_code == 1 and 'stage3_max_live_parameters is "auto"' in auto.output
 
 
 # --- 17.1: the save check, estimate's phases and disk, resumable checkpoints ---------------
