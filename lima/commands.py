@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -88,3 +88,21 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         return f"{e.filename}: {e.strerror}"
     return str(e)
+
+
+# --- the options every local page server shares (review, annotate, picks, serve) -------------
+
+HostOption = Annotated[
+    str,
+    typer.Option(
+        help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
+    ),
+]
+PageTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LIMA_TOKEN",
+        help="secret the page must send back (random when not given; required off loopback, "
+        "where people open the printed URL#token=...)",
+    ),
+]

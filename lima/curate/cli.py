@@ -475,24 +475,12 @@ def check_authored(
 @app.command("review")
 def review_cmd(
     out: Annotated[Path, typer.Argument(help="A build output folder (holding candidates/).")],
-    host: Annotated[
-        str,
-        typer.Option(
-            help="Interface to bind. Loopback by default; any other (0.0.0.0) needs --token."
-        ),
-    ] = "127.0.0.1",
+    host: commands.HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the page.")] = 8765,
     reviewer: Annotated[
         str | None, typer.Option(help="Your name, stored with each decision.")
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="LIMA_TOKEN",
-            help="Secret the page must send back (random when not given; required off "
-            "loopback, where people open the printed URL#token=...).",
-        ),
-    ] = None,
+    token: commands.PageTokenOption = None,
 ) -> None:
     """Review candidates in a local web page: accept, reject or edit each one.
 

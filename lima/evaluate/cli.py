@@ -123,12 +123,7 @@ def generate(
 @app.command()
 def serve(
     model: Annotated[Path, typer.Option(help="a checkpoint directory")],
-    host: Annotated[
-        str,
-        typer.Option(
-            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
-        ),
-    ] = "127.0.0.1",
+    host: commands.HostOption = "127.0.0.1",
     port: int = 8000,
     top_p: TopP = 0.9,
     temperature: Temp = 0.7,
@@ -672,22 +667,10 @@ def annotate(
     db: Annotated[Path, typer.Option(help="SQLite file the answers are kept in")] = Path(
         "annotations.sqlite"
     ),
-    host: Annotated[
-        str,
-        typer.Option(
-            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
-        ),
-    ] = "127.0.0.1",
+    host: commands.HostOption = "127.0.0.1",
     port: int = 8766,
     seed: Annotated[int, typer.Option(help="draws which side each annotator sees first")] = 0,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="LIMA_TOKEN",
-            help="secret the page must send back (random when not given; "
-            "required off loopback, where people open the printed URL#token=...)",
-        ),
-    ] = None,
+    token: commands.PageTokenOption = None,
     prompts: Prompts = "paper",
 ) -> None:
     """A page where people judge responses: the sides shuffled per annotator, models hidden,

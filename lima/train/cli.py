@@ -232,20 +232,9 @@ def _check_topology(path: Path, recipe: Recipe, nodes: int | None, gpus: int | N
 @tools_app.command("picks")
 def picks_cmd(
     run: Annotated[Path, typer.Argument(help="a lima-train output_dir (holding dev_generations/)")],
-    host: Annotated[
-        str,
-        typer.Option(
-            help="address to bind (loopback by default; any other, such as 0.0.0.0, needs --token)"
-        ),
-    ] = "127.0.0.1",
+    host: commands.HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port of the page")] = 8767,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="LIMA_TOKEN",
-            help="secret the page must send back (random when not given; required off loopback)",
-        ),
-    ] = None,
+    token: commands.PageTokenOption = None,
 ) -> None:
     """Pick the checkpoint blind: serves RUN/dev_generations.html (answers shuffled per row,
     epochs shown once a row is picked) and saves every pick to
