@@ -233,8 +233,15 @@ def test_generation_stops_when_the_client_hangs_up_and_when_time_runs_out(
     _until(lambda: untrained.stats["client_gone"] == before["client_gone"] + 1)
     _until(lambda: not untrained.model.lock.locked(), 5)  # the model is free again
     assert _answer(raw(untrained.port, SHORT) or "") == 200
-    # 2000 tokens take far longer than the 4 s a request may run: 504, and the model is free
-    assert _answer(raw(untrained.port, LONG) or "") == 504
+    # Each decoding step is held for 50 ms, so however fast the machine, the long answer (up to
+    # the window: well over 80 steps) cannot finish in the 4 s a request may run: 504, and the
+    # model is free again.
+    assert untrained.model.window - 16 > 80
+    hold = untrained.model.model.register_forward_hook(lambda *_: time.sleep(0.05))
+    try:
+        assert _answer(raw(untrained.port, LONG) or "") == 504
+    finally:
+        hold.remove()
     assert untrained.stats["timed_out"] == before["timed_out"] + 1
     assert not untrained.model.lock.locked()
 
