@@ -14,7 +14,8 @@
 //! - `posts_scan`: the whole join over a few mutated rows (skip mode);
 //! - `comments_scan`: the Comments.xml reader (skip mode);
 //! - `html`: the HTML to Markdown converter;
-//! - `pushshift`: the Pushshift line scanner over a file of mutated lines;
+//! - `pushshift`: the Pushshift line scanner over a file of mutated lines, and
+//!   its fast field reader checked against the full serde parse per line;
 //! - `bzip2`: the block-parallel decoder, checked against libbzip2: when both
 //!   accept a stream, the bytes must be the same; when libbzip2 rejects one,
 //!   so must it.
@@ -268,6 +269,9 @@ fn html(data: &[u8], style: &Style) -> Result<(), String> {
 }
 
 fn pushshift(data: &[u8], file: &Path) -> Result<(), String> {
+    for line in data.split(|&c| c == b'\n') {
+        pushshift::readers_agree(line)?;
+    }
     std::fs::write(file, data).map_err(|e| format!("write {}: {e}", file.display()))?;
     let opts = PushshiftOptions {
         on_error: OnError::Skip,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod filters;
 pub mod html;
 pub mod input;
+pub mod jsonfields;
 pub mod lines;
 pub mod posts;
 pub mod pushshift;

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::error::{CoreError, Result};
 use crate::input::{self, Progress};
+use crate::jsonfields::{self, Raw};
 use crate::lines::{self, Event};
 use crate::scan::{OnError, MAX_ERRORS_KEPT};
 
@@ -105,8 +106,141 @@ pub const DROP_REASONS: [&str; 6] = [
     "not_top_level",
 ];
 
+/// The fields lima reads from one line.
+#[derive(Debug, Default, PartialEq)]
+struct Record<'a> {
+    id: Option<Cow<'a, str>>,
+    subreddit: Option<Cow<'a, str>>,
+    title: Option<Cow<'a, str>>,
+    selftext: Option<Cow<'a, str>>,
+    body: Option<Cow<'a, str>>,
+    author: Option<Cow<'a, str>>,
+    link_id: Option<Cow<'a, str>>,
+    parent_id: Option<Cow<'a, str>>,
+    permalink: Option<Cow<'a, str>>,
+    score: Option<i64>,
+    created_utc: Option<i64>,
+    num_comments: Option<i64>,
+    /// `removed_by_category` is present and not null.
+    removed_by_category: bool,
+}
+
+impl<'a> Record<'a> {
+    /// Read the line with the flat-object scanner: only these fields are
+    /// decoded, the rest are stepped over. `None` on any surprise (including
+    /// a value `serde_json` would reject), for [`Record::parse_full`] to decide.
+    fn parse_fast(line: &'a [u8]) -> Option<Record<'a>> {
+        let mut r = Record::default();
+        let mut seen = 0u16;
+        jsonfields::for_each_field(line, |key, value| {
+            let (bit, slot) = match key {
+                b"id" => (0, &mut r.id),
+                b"subreddit" => (1, &mut r.subreddit),
+                b"title" => (2, &mut r.title),
+                b"selftext" => (3, &mut r.selftext),
+                b"body" => (4, &mut r.body),
+                b"author" => (5, &mut r.author),
+                b"link_id" => (6, &mut r.link_id),
+                b"parent_id" => (7, &mut r.parent_id),
+                b"permalink" => (8, &mut r.permalink),
+                b"score" => {
+                    first(&mut seen, 9)?;
+                    r.score = fast_int(value)?;
+                    return Some(());
+                }
+                b"created_utc" => {
+                    first(&mut seen, 10)?;
+                    r.created_utc = fast_int(value)?;
+                    return Some(());
+                }
+                b"num_comments" => {
+                    first(&mut seen, 11)?;
+                    r.num_comments = fast_int(value)?;
+                    return Some(());
+                }
+                b"removed_by_category" => {
+                    first(&mut seen, 12)?;
+                    if let Raw::Num(n) = value {
+                        jsonfields::is_json_number(n).then_some(())?;
+                    }
+                    r.removed_by_category = value != Raw::Null;
+                    return Some(());
+                }
+                _ => return Some(()),
+            };
+            first(&mut seen, bit)?;
+            *slot = match value {
+                Raw::Str { inner, escaped } => Some(jsonfields::decode_str(inner, escaped)?),
+                Raw::Null => None,
+                _ => return None,
+            };
+            Some(())
+        })?;
+        Some(r)
+    }
+
+    /// The full parse, which also gives the error for a line that is not JSON.
+    fn parse_full(line: &'a [u8]) -> std::result::Result<Record<'a>, String> {
+        let raw: Full =
+            serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+        Ok(Record {
+            id: raw.id,
+            subreddit: raw.subreddit,
+            title: raw.title,
+            selftext: raw.selftext,
+            body: raw.body,
+            author: raw.author,
+            link_id: raw.link_id,
+            parent_id: raw.parent_id,
+            permalink: raw.permalink,
+            score: int(&raw.score),
+            created_utc: int(&raw.created_utc),
+            num_comments: int(&raw.num_comments),
+            removed_by_category: raw.removed_by_category.is_some_and(|v| !v.is_null()),
+        })
+    }
+}
+
+/// For the fuzzer: where both readers accept `line` they must read the same
+/// fields. The fast reader may accept more: it does not validate the fields
+/// lima never reads.
+#[doc(hidden)]
+pub fn readers_agree(line: &[u8]) -> std::result::Result<(), String> {
+    match (Record::parse_fast(line), Record::parse_full(line)) {
+        (Some(fast), Ok(full)) if fast != full => Err(format!("fast {fast:?}, serde {full:?}")),
+        _ => Ok(()),
+    }
+}
+
+/// Mark field `bit` seen; `None` if it was seen before: a repeated key is a
+/// surprise (`serde_json` rejects it), so give up.
+fn first(seen: &mut u16, bit: u16) -> Option<()> {
+    if *seen & (1 << bit) != 0 {
+        return None;
+    }
+    *seen |= 1 << bit;
+    Some(())
+}
+
+/// [`int`] on a raw value; `None` (give up) where `serde_json` would reject it.
+fn fast_int(value: Raw) -> Option<Option<i64>> {
+    match value {
+        Raw::Num(n) => {
+            jsonfields::is_json_number(n).then_some(())?;
+            let s = std::str::from_utf8(n).ok()?;
+            Some(number(s))
+        }
+        Raw::Str { inner, escaped } => {
+            let s = jsonfields::decode_str(inner, escaped)?;
+            Some(number(s.trim()))
+        }
+        Raw::Bool(_) | Raw::Null | Raw::Nested => Some(None),
+    }
+}
+
+/// What lima reads of a line, parsed in full by serde.
 #[derive(Deserialize)]
-struct Raw<'a> {
+struct Full<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -139,13 +273,16 @@ struct Raw<'a> {
 fn int(v: &Option<Value>) -> Option<i64> {
     match v.as_ref()? {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)),
+        Value::String(s) => number(s.trim()),
         _ => None,
     }
+}
+
+/// An integer, or a float cut to one.
+fn number(s: &str) -> Option<i64> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
 }
 
 fn decode(s: &str) -> String {
@@ -190,8 +327,10 @@ impl Scanner<'_> {
                 return Ok(());
             }
         }
-        let raw: Raw =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a JSON object: {e}"))?;
+        let raw = match Record::parse_fast(bytes) {
+            Some(r) => r,
+            None => Record::parse_full(bytes)?,
+        };
         let is_submission = match self.file_kind {
             Kind::Submissions => true,
             Kind::Comments => false,
@@ -214,7 +353,7 @@ impl Scanner<'_> {
                 return Ok(());
             }
         }
-        let score = int(&raw.score).unwrap_or(0);
+        let score = raw.score.unwrap_or(0);
         let text = if is_submission {
             self.funnel.submissions += 1;
             raw.selftext.as_deref().unwrap_or("")
@@ -227,11 +366,7 @@ impl Scanner<'_> {
             "[removed]" => return self.dropped("removed"),
             _ => {}
         }
-        if raw
-            .removed_by_category
-            .as_ref()
-            .is_some_and(|v| !v.is_null())
-        {
+        if raw.removed_by_category {
             return self.dropped("removed_by_category");
         }
         let min_score = if is_submission {
@@ -272,11 +407,11 @@ impl Scanner<'_> {
             title: raw.title.as_deref().map(decode),
             text: decode(text),
             score,
-            created_utc: int(&raw.created_utc),
+            created_utc: raw.created_utc,
             author: raw.author.map(Cow::into_owned),
             link_id: raw.link_id.map(Cow::into_owned),
             parent_id: raw.parent_id.map(Cow::into_owned),
-            num_comments: int(&raw.num_comments),
+            num_comments: raw.num_comments,
             permalink: raw.permalink.map(Cow::into_owned),
         });
         Ok(())
@@ -384,6 +519,87 @@ mod tests {
         let path = dir.path().join("sample.ndjson");
         std::fs::write(&path, text).expect("write");
         scan_pushshift(&path, opts, Arc::new(Progress::default()))
+    }
+
+    fn real_lines() -> Vec<Vec<u8>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut lines = Vec::new();
+        for file in [
+            "lima/samples/reddit/AskMen_submissions.zst",
+            "tests/data/pushshift/RC_2005-12.zst",
+            "tests/data/pushshift/schema-samples/submissions.ndjson",
+            "tests/data/pushshift/schema-samples/comments.ndjson",
+        ] {
+            let mut reader =
+                input::open_stream(&root.join(file), Arc::new(Progress::default())).expect(file);
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut text).expect(file);
+            lines.extend(
+                text.split(|&c| c == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        lines
+    }
+
+    #[test]
+    fn fast_reader_agrees_with_serde_on_every_real_line() {
+        let lines = real_lines();
+        assert!(lines.len() > 10_000, "{}", lines.len());
+        let mut escaped_titles = 0;
+        for line in &lines {
+            let fast = Record::parse_fast(line)
+                .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(line)));
+            let full = Record::parse_full(line).expect("serde");
+            assert_eq!(fast, full);
+            escaped_titles += usize::from(matches!(fast.title, Some(Cow::Owned(_))));
+        }
+        // the unescaping path ran too, not only borrowed strings
+        assert!(escaped_titles > 100, "{escaped_titles}");
+    }
+
+    #[test]
+    fn fast_reader_takes_top_level_fields_only_and_defers_surprises() {
+        // A crosspost carries its parent's fields nested: only the top level counts.
+        let line = br#"{"crosspost_parent_list":[{"subreddit":"Other","title":"theirs","score":99}],"id":"a","subreddit":"AskMen","title":"mine \u0026 \"quoted\"","score":"12","created_utc":1.5e9,"removed_by_category":null}"#;
+        let r = Record::parse_fast(line).expect("flat");
+        assert_eq!(r, Record::parse_full(line).expect("serde"));
+        assert_eq!(
+            (r.subreddit.as_deref(), r.title.as_deref()),
+            (Some("AskMen"), Some("mine & \"quoted\""))
+        );
+        assert_eq!(
+            (r.score, r.created_utc, r.removed_by_category),
+            (Some(12), Some(1_500_000_000), false)
+        );
+        // Each of these is left to serde_json, which rejects it with its own message.
+        for bad in [
+            &br#"{"id":"a","id":"b"}"#[..],
+            br#"{"id":"a\qb"}"#,
+            br#"{"score":01}"#,
+            b"{\"title\":\"tab\there\"}",
+            b"{\"title\":\"\xff\"}",
+            br#"{"title":5}"#,
+            br#"{"id":"a"} trailing"#,
+        ] {
+            assert!(
+                Record::parse_fast(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(
+                Record::parse_full(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // A field lima never reads is stepped over, not validated.
+        let unused = b"{\"id\":\"a\",\"url\":\"\xff\",\"body\":\"ok\"}";
+        assert_eq!(
+            Record::parse_fast(unused).and_then(|r| r.body).as_deref(),
+            Some("ok")
+        );
     }
 
     #[test]
