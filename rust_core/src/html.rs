@@ -187,6 +187,13 @@ struct Writer {
     /// Container serials at the last written content, for blank-line prefixes.
     chain: Vec<u64>,
     written_chain: Vec<u64>,
+    /// Bumped on every change of `chain`; `written_rev` is its value when
+    /// `written_chain` was copied. Comparing the two, not the chains, keeps
+    /// a slice comparison out of the per-word path.
+    chain_rev: u64,
+    written_rev: u64,
+    /// `word`'s buffers (Markdown, prose, characters), reused.
+    scratch: (String, String, Vec<char>),
     serial: u64,
     /// A list marker was just written: the item's first block follows it directly.
     after_marker: bool,
@@ -243,6 +250,9 @@ impl Writer {
             prefix: String::new(),
             chain: Vec::new(),
             written_chain: Vec::new(),
+            chain_rev: 0,
+            written_rev: 0,
+            scratch: Default::default(),
             serial: 0,
             after_marker: false,
             pre: None,
@@ -573,6 +583,7 @@ impl Writer {
         }
         self.serial += 1;
         self.chain.push(self.serial);
+        self.chain_rev += 1;
         self.containers.push(c);
         self.rebuild_prefix();
     }
@@ -605,6 +616,7 @@ impl Writer {
             }
         }
         self.chain.truncate(at);
+        self.chain_rev += 1;
         self.rebuild_prefix();
     }
 
@@ -670,9 +682,12 @@ impl Writer {
     fn word(&mut self, word: &str) {
         let line_start =
             !self.in_cell() && (self.gap >= Gap::Line || self.out.is_empty() || self.after_marker);
-        let mut md = String::with_capacity(word.len() + 4);
-        let mut own = String::with_capacity(word.len());
-        let chars: Vec<char> = word.chars().collect();
+        // Scratch buffers kept across words: no allocation per word.
+        let (mut md, mut own, mut chars) = std::mem::take(&mut self.scratch);
+        md.clear();
+        own.clear();
+        chars.clear();
+        chars.extend(word.chars());
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
@@ -778,6 +793,7 @@ impl Writer {
         if let Some(c) = chars.last() {
             self.last_char = *c;
         }
+        self.scratch = (md, own, chars);
         self.conv.text_chars += n;
         if let Some(link) = self.link.as_mut() {
             link.text_chars += n;
@@ -937,6 +953,11 @@ impl Writer {
         self.out.push_str(s);
     }
 
+    fn mark_written(&mut self) {
+        self.written_chain.clone_from(&self.chain);
+        self.written_rev = self.chain_rev;
+    }
+
     fn flush_gap(&mut self) {
         let gap = std::mem::replace(&mut self.gap, Gap::None);
         if self.in_cell() {
@@ -947,7 +968,7 @@ impl Writer {
         }
         if self.out.is_empty() {
             self.out.push_str(&self.prefix);
-            self.written_chain.clone_from(&self.chain);
+            self.mark_written();
             return;
         }
         match gap {
@@ -978,8 +999,8 @@ impl Writer {
                 self.prose_sep('\n');
             }
         }
-        if self.written_chain != self.chain {
-            self.written_chain.clone_from(&self.chain);
+        if self.written_rev != self.chain_rev {
+            self.mark_written();
         }
     }
 
@@ -1040,6 +1061,7 @@ impl Writer {
                 }
             }
             self.chain.truncate(at + 1);
+            self.chain_rev += 1;
         }
         let bullet = self.style.bullet.clone();
         let (marker, had_item) = match &mut self.containers[at] {
@@ -1082,9 +1104,10 @@ impl Writer {
         }
         self.serial += 1;
         self.chain[at] = self.serial;
+        self.chain_rev += 1;
         self.out.push_str(&marker);
         self.rebuild_prefix();
-        self.written_chain.clone_from(&self.chain);
+        self.mark_written();
         self.after_marker = true;
     }
 
