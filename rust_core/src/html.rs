@@ -682,12 +682,26 @@ impl Writer {
     fn word(&mut self, word: &str) {
         let line_start =
             !self.in_cell() && (self.gap >= Gap::Line || self.out.is_empty() || self.after_marker);
+        if self.math == Math::Off && is_plain_word(word, line_start) {
+            // Nothing to track or escape: the word is its own Markdown.
+            self.write_raw(word);
+            let target = if self.in_quote() {
+                &mut self.quoted
+            } else {
+                &mut self.prose
+            };
+            target.push_str(word);
+            self.after_word(word.as_bytes()[word.len() - 1] as char, word.len());
+            return;
+        }
         // Scratch buffers kept across words: no allocation per word.
         let (mut md, mut own, mut chars) = std::mem::take(&mut self.scratch);
         md.clear();
         own.clear();
         chars.clear();
         chars.extend(word.chars());
+        // A TeX command word: MathJax reads it, escapes would break it.
+        let tex_word = chars.contains(&'\\');
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
@@ -777,7 +791,7 @@ impl Writer {
                 i += 1;
                 continue;
             }
-            if self.style.escape && needs_escape(&chars, i) {
+            if self.style.escape && !tex_word && needs_escape(&chars, i) {
                 md.push('\\');
             }
             md.push(c);
@@ -790,10 +804,21 @@ impl Writer {
         let n = own.chars().count();
         self.write_raw(&md);
         self.flush_own(&mut own);
-        if let Some(c) = chars.last() {
-            self.last_char = *c;
-        }
+        let last = chars.last().copied();
         self.scratch = (md, own, chars);
+        match last {
+            Some(c) => self.after_word(c, n),
+            None => self.count_text(n),
+        }
+    }
+
+    /// Book-keeping after a word whose last character is `last`, `n` characters of prose.
+    fn after_word(&mut self, last: char, n: usize) {
+        self.last_char = last;
+        self.count_text(n);
+    }
+
+    fn count_text(&mut self, n: usize) {
         self.conv.text_chars += n;
         if let Some(link) = self.link.as_mut() {
             link.text_chars += n;
@@ -1193,6 +1218,17 @@ impl Writer {
     }
 }
 
+/// A word [`Writer::word`] would copy unchanged: ASCII with no math
+/// delimiter and nothing Markdown reads inside a line, and at a line's start
+/// opening with a letter (no block marker, no list number).
+fn is_plain_word(word: &str, line_start: bool) -> bool {
+    let b = word.as_bytes();
+    !b.is_empty()
+        && (!line_start || b[0].is_ascii_alphabetic())
+        && b.iter()
+            .all(|&c| c.is_ascii() && !matches!(c, b'$' | b'\\' | b'`' | b'*' | b'_' | b'<'))
+}
+
 /// Markers that would start a block when they open a line.
 fn escape_line_start(md: &mut String, chars: &[char]) {
     let Some(&first) = chars.first() else {
@@ -1233,10 +1269,6 @@ fn starts_with_at(chars: &[char], i: usize, pat: &str) -> bool {
 
 /// Characters Markdown would take as markup inside a line.
 fn needs_escape(chars: &[char], i: usize) -> bool {
-    if chars.contains(&'\\') {
-        // A TeX command word: MathJax reads it, escapes would break it.
-        return false;
-    }
     let c = chars[i];
     let prev = if i == 0 { None } else { Some(chars[i - 1]) };
     let next = chars.get(i + 1).copied();
