@@ -9,11 +9,11 @@ use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::input::{self, Progress};
-use crate::lines::{self, Event};
 use crate::posts::{self, RowKind};
-use crate::scan::{OnError, MAX_ERRORS_KEPT};
+use crate::scan::OnError;
+use crate::table::{self, Seen};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comment {
@@ -115,92 +115,31 @@ pub fn scan_comments(
 ) -> Result<(Vec<Comment>, CommentFunnel)> {
     let mut funnel = CommentFunnel::default();
     let mut kept = Vec::new();
-    let mut saw_end = false;
-    let mut last = (0u64, 0u64);
-    let fail_or_count = |funnel: &mut CommentFunnel, e: CoreError| -> Result<()> {
-        if on_error == OnError::Fail {
-            return Err(e);
-        }
-        funnel.rows_read += 1;
-        funnel.malformed_rows += 1;
-        if funnel.errors.len() < MAX_ERRORS_KEPT {
-            funnel.errors.push(e.to_string());
-        }
-        Ok(())
-    };
-    lines::for_each_line(reader, max_line_bytes, |event| {
-        match event {
-            Event::Line {
-                bytes,
-                offset,
-                line,
-            } => {
-                if line % 4096 == 0 && progress.cancelled() {
-                    return Err(CoreError::Interrupted);
+    let faults = table::for_each_row(
+        reader,
+        label,
+        "comments",
+        max_line_bytes,
+        on_error,
+        progress,
+        |text, at| {
+            match parse_row(text, wanted).map_err(|m| at.err(m))? {
+                None => {}
+                Some(Row::End) => return Ok(Seen::End),
+                Some(Row::Other) => {
+                    funnel.rows_read += 1;
+                    funnel.other_posts += 1;
                 }
-                last = (offset + bytes.len() as u64, line);
-                let err = |offset: u64, msg: String| CoreError::Format {
-                    path: label.to_string(),
-                    offset,
-                    line,
-                    msg,
-                };
-                let parsed = match std::str::from_utf8(bytes) {
-                    Ok(text) => parse_row(text, wanted).map_err(|m| err(offset, m)),
-                    Err(e) => Err(err(offset + e.valid_up_to() as u64, "invalid UTF-8".into())),
-                };
-                match parsed {
-                    Ok(None) => {}
-                    Ok(Some(Row::End)) => saw_end = true,
-                    Ok(Some(Row::Other)) => {
-                        funnel.rows_read += 1;
-                        funnel.other_posts += 1;
-                    }
-                    Ok(Some(Row::Kept(c))) => {
-                        funnel.rows_read += 1;
-                        funnel.kept += 1;
-                        kept.push(c);
-                    }
-                    Err(e) => fail_or_count(&mut funnel, e)?,
+                Some(Row::Kept(c)) => {
+                    funnel.rows_read += 1;
+                    funnel.kept += 1;
+                    kept.push(c);
                 }
             }
-            Event::TooLong { offset, line, len } => {
-                last = (offset + len, line);
-                let e = CoreError::Format {
-                    path: label.to_string(),
-                    offset,
-                    line,
-                    msg: format!("row longer than {max_line_bytes} bytes"),
-                };
-                fail_or_count(&mut funnel, e)?;
-            }
-            Event::ReadError { error, offset } => {
-                let e = input::read_error(label, &error, offset, progress);
-                if on_error == OnError::Fail {
-                    return Err(e);
-                }
-                funnel.truncated = true;
-                funnel.archive_errors += 1;
-                funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
-                funnel.errors.push(e.to_string());
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })?;
-    if !saw_end && !funnel.truncated {
-        let e = CoreError::Format {
-            path: label.to_string(),
-            offset: last.0,
-            line: last.1,
-            msg: "file ends before the closing </comments> tag (truncated?)".into(),
-        };
-        if on_error == OnError::Fail {
-            return Err(e);
-        }
-        funnel.truncated = true;
-        funnel.errors.push(e.to_string());
-    }
+            Ok(Seen::Other)
+        },
+    )?;
+    table::absorb!(funnel, faults);
     kept.sort_by_key(|c| (c.post_id, c.id));
     Ok((kept, funnel))
 }

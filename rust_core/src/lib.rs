@@ -15,6 +15,7 @@ pub mod lines;
 pub mod posts;
 pub mod pushshift;
 pub mod scan;
+pub mod table;
 pub mod tidy;
 pub mod users;
 

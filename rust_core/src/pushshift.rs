@@ -143,21 +143,9 @@ impl<'a> Record<'a> {
                 b"link_id" => (6, &mut r.link_id),
                 b"parent_id" => (7, &mut r.parent_id),
                 b"permalink" => (8, &mut r.permalink),
-                b"score" => {
-                    first(&mut seen, 9)?;
-                    r.score = fast_int(value)?;
-                    return Some(());
-                }
-                b"created_utc" => {
-                    first(&mut seen, 10)?;
-                    r.created_utc = fast_int(value)?;
-                    return Some(());
-                }
-                b"num_comments" => {
-                    first(&mut seen, 11)?;
-                    r.num_comments = fast_int(value)?;
-                    return Some(());
-                }
+                b"score" => return int_field(&mut seen, 9, value, &mut r.score),
+                b"created_utc" => return int_field(&mut seen, 10, value, &mut r.created_utc),
+                b"num_comments" => return int_field(&mut seen, 11, value, &mut r.num_comments),
                 b"removed_by_category" => {
                     first(&mut seen, 12)?;
                     if let Raw::Num(n) = value {
@@ -219,6 +207,13 @@ fn first(seen: &mut u16, bit: u16) -> Option<()> {
         return None;
     }
     *seen |= 1 << bit;
+    Some(())
+}
+
+/// Set a numeric field read for the first time.
+fn int_field(seen: &mut u16, bit: u16, value: Raw, slot: &mut Option<i64>) -> Option<()> {
+    first(seen, bit)?;
+    *slot = fast_int(value)?;
     Some(())
 }
 

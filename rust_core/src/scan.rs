@@ -23,8 +23,8 @@ use crate::error::{CoreError, Result};
 use crate::filters::{Filters, Reason};
 use crate::html;
 use crate::input::{self, Progress};
-use crate::lines::{self, Event};
 use crate::posts::{self, Line};
+use crate::table::{self, At, Seen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
@@ -200,24 +200,6 @@ struct Join<'f> {
     spill: BufWriter<File>,
 }
 
-/// Where a row error is reported: file, byte offset, line.
-struct At<'a> {
-    label: &'a str,
-    offset: u64,
-    line: u64,
-}
-
-impl At<'_> {
-    fn err(&self, msg: String) -> CoreError {
-        CoreError::Format {
-            path: self.label.to_string(),
-            offset: self.offset,
-            line: self.line,
-            msg,
-        }
-    }
-}
-
 pub fn scan_posts(
     reader: &mut dyn BufRead,
     label: &str,
@@ -235,102 +217,23 @@ pub fn scan_posts(
         candidates: HashMap::new(),
         spill: BufWriter::with_capacity(1 << 20, spill),
     };
-    let mut saw_end = false;
-    let mut last = (0u64, 0u64);
-    let on_error = opts.on_error;
-    lines::for_each_line(reader, opts.max_line_bytes, |event| {
-        match event {
-            Event::Line {
-                bytes,
-                offset,
-                line,
-            } => {
-                if line % 4096 == 0 && progress.cancelled() {
-                    return Err(CoreError::Interrupted);
-                }
-                last = (offset + bytes.len() as u64, line);
-                let at = At {
-                    label,
-                    offset,
-                    line,
-                };
-                let result = match std::str::from_utf8(bytes) {
-                    Ok(text) => join.line(text, &at),
-                    Err(e) => Err(At {
-                        offset: offset + e.valid_up_to() as u64,
-                        ..at
-                    }
-                    .err("invalid UTF-8".into())),
-                };
-                match result {
-                    Ok(Some(Line::RootEnd)) => saw_end = true,
-                    Ok(_) => {}
-                    Err(e) => join.skip_or_fail(e, on_error)?,
-                }
-            }
-            Event::TooLong { offset, line, len } => {
-                last = (offset + len, line);
-                let at = At {
-                    label,
-                    offset,
-                    line,
-                };
-                let e = at.err(format!("row longer than {} bytes", opts.max_line_bytes));
-                join.skip_or_fail(e, on_error)?;
-            }
-            Event::ReadError { error, offset } => {
-                let err = input::read_error(label, &error, offset, progress);
-                if on_error == OnError::Fail {
-                    return Err(err);
-                }
-                join.funnel.truncated = true;
-                join.funnel.archive_errors += 1;
-                join.funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
-                join.note(&err);
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })?;
-    let (offset, line_no) = last;
-    if join.funnel.truncated {
-        return join.finish(opts.seed);
-    }
-    if !saw_end {
-        let err = CoreError::Format {
-            path: label.to_string(),
-            offset,
-            line: line_no,
-            msg: "file ends before the closing </posts> tag (truncated?)".into(),
-        };
-        if opts.on_error == OnError::Fail {
-            return Err(err);
-        }
-        join.funnel.truncated = true;
-        join.note(&err);
-    }
+    let faults = table::for_each_row(
+        reader,
+        label,
+        "posts",
+        opts.max_line_bytes,
+        opts.on_error,
+        progress,
+        |text, at| match join.line(text, at)? {
+            Some(Line::RootEnd) => Ok(Seen::End),
+            _ => Ok(Seen::Other),
+        },
+    )?;
+    table::absorb!(join.funnel, faults);
     join.finish(opts.seed)
 }
 
 impl Join<'_> {
-    fn note(&mut self, e: &CoreError) {
-        if self.funnel.errors.len() < MAX_ERRORS_KEPT {
-            self.funnel.errors.push(e.to_string());
-        }
-    }
-
-    fn skip_or_fail(&mut self, e: CoreError, on_error: OnError) -> Result<()> {
-        match on_error {
-            OnError::Fail => Err(e),
-            OnError::Skip => {
-                self.funnel.rows_read += 1;
-                self.funnel.malformed_rows += 1;
-                self.note(&e);
-                Ok(())
-            }
-        }
-    }
-
     /// Handle one line. A row that fails here has changed nothing.
     fn line<'l>(&mut self, line: &'l str, at: &At) -> Result<Option<Line<'l>>> {
         let parsed =

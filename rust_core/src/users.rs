@@ -14,9 +14,9 @@ use std::sync::Arc;
 use crate::error::{CoreError, Result};
 use crate::filters::Filters;
 use crate::input::{self, Container, Progress};
-use crate::lines::{self, Event};
 use crate::posts::{self, RowKind};
-use crate::scan::{self, Funnel, OnError, Pair, ScanOptions, MAX_ERRORS_KEPT};
+use crate::scan::{self, Funnel, Pair, ScanOptions};
+use crate::table::{self, Seen};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsersFunnel {
@@ -45,92 +45,30 @@ pub fn read_names(
     funnel: &mut UsersFunnel,
 ) -> Result<HashMap<i64, String>> {
     let mut names = HashMap::new();
-    let mut saw_end = false;
-    let mut last = (0u64, 0u64);
-    let on_error = opts.on_error;
-    let note = |funnel: &mut UsersFunnel, e: CoreError| -> Result<()> {
-        if on_error == OnError::Fail {
-            return Err(e);
-        }
-        funnel.rows_read += 1;
-        funnel.malformed_rows += 1;
-        if funnel.errors.len() < MAX_ERRORS_KEPT {
-            funnel.errors.push(e.to_string());
-        }
-        Ok(())
-    };
-    lines::for_each_line(reader, opts.max_line_bytes, |event| {
-        match event {
-            Event::Line {
-                bytes,
-                offset,
-                line,
-            } => {
-                if line % 4096 == 0 && progress.cancelled() {
-                    return Err(CoreError::Interrupted);
-                }
-                last = (offset + bytes.len() as u64, line);
-                let err = |at: u64, msg: String| CoreError::Format {
-                    path: label.to_string(),
-                    offset: at,
-                    line,
-                    msg,
-                };
-                let row = match std::str::from_utf8(bytes) {
-                    Ok(text) => parse_row(text).map_err(|m| err(offset, m)),
-                    Err(e) => Err(err(offset + e.valid_up_to() as u64, "invalid UTF-8".into())),
-                };
-                match row {
-                    Ok(Row::Frame) => {}
-                    Ok(Row::End) => saw_end = true,
-                    Ok(Row::User(id, name)) => {
-                        funnel.rows_read += 1;
-                        if wanted.is_none_or(|w| w.contains(&id)) {
-                            if let Some(name) = name {
-                                names.insert(id, name);
-                            }
+    let faults = table::for_each_row(
+        reader,
+        label,
+        "users",
+        opts.max_line_bytes,
+        opts.on_error,
+        progress,
+        |text, at| {
+            match parse_row(text).map_err(|m| at.err(m))? {
+                Row::Frame => {}
+                Row::End => return Ok(Seen::End),
+                Row::User(id, name) => {
+                    funnel.rows_read += 1;
+                    if wanted.is_none_or(|w| w.contains(&id)) {
+                        if let Some(name) = name {
+                            names.insert(id, name);
                         }
                     }
-                    Err(e) => note(funnel, e)?,
                 }
             }
-            Event::TooLong { offset, line, len } => {
-                last = (offset + len, line);
-                let e = CoreError::Format {
-                    path: label.to_string(),
-                    offset,
-                    line,
-                    msg: format!("row longer than {} bytes", opts.max_line_bytes),
-                };
-                note(funnel, e)?;
-            }
-            Event::ReadError { error, offset } => {
-                let e = input::read_error(label, &error, offset, progress);
-                if on_error == OnError::Fail {
-                    return Err(e);
-                }
-                funnel.truncated = true;
-                funnel.archive_errors += 1;
-                funnel.bytes_lost += input::bytes_lost(&error, offset, progress);
-                funnel.errors.push(e.to_string());
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    })?;
-    if !saw_end && !funnel.truncated {
-        let e = CoreError::Format {
-            path: label.to_string(),
-            offset: last.0,
-            line: last.1,
-            msg: "file ends before the closing </users> tag (truncated?)".into(),
-        };
-        if on_error == OnError::Fail {
-            return Err(e);
-        }
-        funnel.truncated = true;
-        funnel.errors.push(e.to_string());
-    }
+            Ok(Seen::Other)
+        },
+    )?;
+    table::absorb!(funnel, faults);
     Ok(names)
 }
 
