@@ -78,6 +78,26 @@ def test_titles_become_lower_case_questions_with_names_kept(steps: wikihow.WikiH
     assert prompts["How to Sell Books on Amazon: A Quick & Easy Guide"] == (
         "How to sell books on Amazon?"
     )
+    # a name of several words stays together: "Remote" is common in lower case in that article
+    # ("a remote connection"), but "Remote Desktop" and "Chrome Remote Desktop" are more common
+    assert prompts["How to Use Remote Desktop on Windows 8 (with Pictures) - wikiHow"] == (
+        "How to use Remote Desktop on Windows 8?"
+    )
+    # every word of a run of capitals counts ("In a South Indian birth chart")
+    assert prompts["How to Read a South Indian Astrology Chart: 8 Steps"] == (
+        "How to read a South Indian astrology chart?"
+    )
+    # the article names "Virtual Router", a different name: no evidence for "Virtual Wifi"
+    assert prompts["3 Ways to Create a Free Virtual Wifi Hotspot on Your Laptop"] == (
+        "How to create a free virtual wifi hotspot on your laptop?"
+    )
+    # "the Facebook Polls page" once against "poll" fifteen times; "Baby Girl Dolls" in quotes
+    assert prompts["How to Do Polls on Facebook (with Pictures) - wikiHow"] == (
+        "How to do polls on Facebook?"
+    )
+    assert prompts["How to Store American Girl Dolls Long Term (with Pictures)"] == (
+        "How to store American Girl dolls long term?"
+    )
     assert all(p.startswith("How to ") and p.endswith("?") for p in prompts.values())
 
 
