@@ -114,6 +114,19 @@ def test_step_table_articles_read_like_lima(steps: wikihow.WikiHowScan) -> None:
     # the heading is not repeated at the start of its paragraph
     assert "Use a lint roller. Use a lint roller." not in lint
     assert "\n2. Make a homemade lint roller. You will need" in lint
+    # a heading that is only the first words of its paragraph's sentence ("Wash the clothes"
+    # before "Wash the clothes again, but without detergent.") is not a sentence of its own
+    assert "\n14. Wash the clothes again, but without detergent. If you" in lint
+    by_title = dict(steps.frame.select("title", "response").iter_rows())
+    boy = by_title["How to Dress up a Boy Like a Girl (with Pictures) - wikiHow"]
+    assert "\n2. Shave his legs, armpits, and face. For a boy" in boy
+    # a heading without its sentence's stop ("Send for help" before "Send for help. The ...")
+    cpr = by_title["How to Do CPR on an Adult: A 5-Part First Aid Guide with Visuals"]
+    assert "\n3. Send for help. The more people" in cpr
+    # a stop inside quotes ends the heading: no second one
+    wifi = by_title["3 Ways to Create a Free Virtual Wifi Hotspot on Your Laptop"]
+    assert '\n13. Click "System Preferences."\n' in wifi
+    assert ". ." not in joined
 
 
 def test_every_article_has_its_address(steps: wikihow.WikiHowScan) -> None:

@@ -200,6 +200,11 @@ def _read_csv(path: Path) -> pl.DataFrame:
         raise WikiHowError(f"{path}: not a readable CSV: {first}") from e
 
 
+# a heading that ends a sentence: a stop, perhaps inside quotes or brackets
+# ('Click "System Preferences."')
+_SENTENCE_END = r"""[.!?:;]["'\x{201D}\x{2019})\]]*$"""
+
+
 def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
     """Any layout as one row per step: title, section, heading, paragraph, intro, category,
     url. ``intro`` is the article's introduction where the layout has one (``overview`` in
@@ -207,14 +212,23 @@ def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
     cat = pl.col("category") if "category" in df.columns else pl.lit(None, pl.String)
     url = pl.col("url") if "url" in df.columns else pl.lit(None, pl.String)
     if layout == "steps":
-        # The paragraph repeats its heading as its first sentence; keep it once.
+        # The paragraph repeats its heading as its first sentence; keep it once. Where the
+        # heading is only the first words of that sentence ("Shave" before "Shave his legs,
+        # armpits, and face."), the paragraph alone is the step; where it lacks the
+        # sentence's full stop ("Send for help" before "Send for help. The more ..."), the
+        # stop moves to the heading.
         para = pl.col("paragraph").fill_null("")
         head = pl.col("heading").fill_null("").str.strip_chars()
-        para = (
-            pl.when(para.str.starts_with(head) & (head != ""))
-            .then(para.str.slice(head.str.len_chars()))
-            .otherwise(para)
-        )
+        repeats = para.str.starts_with(head) & (head != "")
+        rest = para.str.slice(head.str.len_chars())
+        stop = rest.str.extract(r"^([.!?:;])", 1)
+        cut_short = ~head.str.contains(_SENTENCE_END) & rest.str.contains(r"^\s*[^\s\p{Lu}.!?:;]")
+        head, para = (
+            pl.when(repeats & cut_short).then(pl.lit("")).when(repeats & stop.is_not_null())
+            .then(head + stop).otherwise(head),
+            pl.when(repeats & cut_short).then(para).when(repeats & stop.is_not_null())
+            .then(rest.str.slice(1)).when(repeats).then(rest).otherwise(para),
+        )  # fmt: skip
         return df.select(
             "title", section=pl.lit(None, pl.String), heading=head, paragraph=para,
             intro=pl.lit(None, pl.String), category=cat, url=url,
@@ -278,7 +292,7 @@ def _step_text() -> pl.Expr:
         .list.eval(pl.element().filter(pl.element() != ""))
     )
     head = pl.col("heading").fill_null("").str.strip_chars()
-    head = pl.when(head.str.contains(r"[.!?:;]$") | (head == "")).then(head).otherwise(head + ".")
+    head = pl.when(head.str.contains(_SENTENCE_END) | (head == "")).then(head).otherwise(head + ".")
     first = pl.concat_str([head, lines.list.first().fill_null("")], separator=" ").str.strip_chars()
     rest = lines.list.slice(1).list.eval(pl.concat_str([pl.lit("\t* "), pl.element()]))
     return pl.concat_str(
