@@ -78,6 +78,26 @@ def test_titles_become_lower_case_questions_with_names_kept(steps: wikihow.WikiH
     assert prompts["How to Sell Books on Amazon: A Quick & Easy Guide"] == (
         "How to sell books on Amazon?"
     )
+    # a name of several words stays together: "Remote" is common in lower case in that article
+    # ("a remote connection"), but "Remote Desktop" and "Chrome Remote Desktop" are more common
+    assert prompts["How to Use Remote Desktop on Windows 8 (with Pictures) - wikiHow"] == (
+        "How to use Remote Desktop on Windows 8?"
+    )
+    # every word of a run of capitals counts ("In a South Indian birth chart")
+    assert prompts["How to Read a South Indian Astrology Chart: 8 Steps"] == (
+        "How to read a South Indian astrology chart?"
+    )
+    # the article names "Virtual Router", a different name: no evidence for "Virtual Wifi"
+    assert prompts["3 Ways to Create a Free Virtual Wifi Hotspot on Your Laptop"] == (
+        "How to create a free virtual wifi hotspot on your laptop?"
+    )
+    # "the Facebook Polls page" once against "poll" fifteen times; "Baby Girl Dolls" in quotes
+    assert prompts["How to Do Polls on Facebook (with Pictures) - wikiHow"] == (
+        "How to do polls on Facebook?"
+    )
+    assert prompts["How to Store American Girl Dolls Long Term (with Pictures)"] == (
+        "How to store American Girl dolls long term?"
+    )
     assert all(p.startswith("How to ") and p.endswith("?") for p in prompts.values())
 
 
@@ -94,6 +114,19 @@ def test_step_table_articles_read_like_lima(steps: wikihow.WikiHowScan) -> None:
     # the heading is not repeated at the start of its paragraph
     assert "Use a lint roller. Use a lint roller." not in lint
     assert "\n2. Make a homemade lint roller. You will need" in lint
+    # a heading that is only the first words of its paragraph's sentence ("Wash the clothes"
+    # before "Wash the clothes again, but without detergent.") is not a sentence of its own
+    assert "\n14. Wash the clothes again, but without detergent. If you" in lint
+    by_title = dict(steps.frame.select("title", "response").iter_rows())
+    boy = by_title["How to Dress up a Boy Like a Girl (with Pictures) - wikiHow"]
+    assert "\n2. Shave his legs, armpits, and face. For a boy" in boy
+    # a heading without its sentence's stop ("Send for help" before "Send for help. The ...")
+    cpr = by_title["How to Do CPR on an Adult: A 5-Part First Aid Guide with Visuals"]
+    assert "\n3. Send for help. The more people" in cpr
+    # a stop inside quotes ends the heading: no second one
+    wifi = by_title["3 Ways to Create a Free Virtual Wifi Hotspot on Your Laptop"]
+    assert '\n13. Click "System Preferences."\n' in wifi
+    assert ". ." not in joined
 
 
 def test_every_article_has_its_address(steps: wikihow.WikiHowScan) -> None:

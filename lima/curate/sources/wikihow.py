@@ -200,6 +200,11 @@ def _read_csv(path: Path) -> pl.DataFrame:
         raise WikiHowError(f"{path}: not a readable CSV: {first}") from e
 
 
+# a heading that ends a sentence: a stop, perhaps inside quotes or brackets
+# ('Click "System Preferences."')
+_SENTENCE_END = r"""[.!?:;]["'\x{201D}\x{2019})\]]*$"""
+
+
 def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
     """Any layout as one row per step: title, section, heading, paragraph, intro, category,
     url. ``intro`` is the article's introduction where the layout has one (``overview`` in
@@ -207,14 +212,23 @@ def _steps(df: pl.DataFrame, layout: str) -> pl.DataFrame:
     cat = pl.col("category") if "category" in df.columns else pl.lit(None, pl.String)
     url = pl.col("url") if "url" in df.columns else pl.lit(None, pl.String)
     if layout == "steps":
-        # The paragraph repeats its heading as its first sentence; keep it once.
+        # The paragraph repeats its heading as its first sentence; keep it once. Where the
+        # heading is only the first words of that sentence ("Shave" before "Shave his legs,
+        # armpits, and face."), the paragraph alone is the step; where it lacks the
+        # sentence's full stop ("Send for help" before "Send for help. The more ..."), the
+        # stop moves to the heading.
         para = pl.col("paragraph").fill_null("")
         head = pl.col("heading").fill_null("").str.strip_chars()
-        para = (
-            pl.when(para.str.starts_with(head) & (head != ""))
-            .then(para.str.slice(head.str.len_chars()))
-            .otherwise(para)
-        )
+        repeats = para.str.starts_with(head) & (head != "")
+        rest = para.str.slice(head.str.len_chars())
+        stop = rest.str.extract(r"^([.!?:;])", 1)
+        cut_short = ~head.str.contains(_SENTENCE_END) & rest.str.contains(r"^\s*[^\s\p{Lu}.!?:;]")
+        head, para = (
+            pl.when(repeats & cut_short).then(pl.lit("")).when(repeats & stop.is_not_null())
+            .then(head + stop).otherwise(head),
+            pl.when(repeats & cut_short).then(para).when(repeats & stop.is_not_null())
+            .then(rest.str.slice(1)).when(repeats).then(rest).otherwise(para),
+        )  # fmt: skip
         return df.select(
             "title", section=pl.lit(None, pl.String), heading=head, paragraph=para,
             intro=pl.lit(None, pl.String), category=cat, url=url,
@@ -278,7 +292,7 @@ def _step_text() -> pl.Expr:
         .list.eval(pl.element().filter(pl.element() != ""))
     )
     head = pl.col("heading").fill_null("").str.strip_chars()
-    head = pl.when(head.str.contains(r"[.!?:;]$") | (head == "")).then(head).otherwise(head + ".")
+    head = pl.when(head.str.contains(_SENTENCE_END) | (head == "")).then(head).otherwise(head + ".")
     first = pl.concat_str([head, lines.list.first().fill_null("")], separator=" ").str.strip_chars()
     rest = lines.list.slice(1).list.eval(pl.concat_str([pl.lit("\t* "), pl.element()]))
     return pl.concat_str(
@@ -295,52 +309,95 @@ def _step_text() -> pl.Expr:
 # only capital (words such as "iPhone", "DIY" or "I" are kept as written).
 _TITLE_CASED = r"^\p{Lu}[^\p{Lu}-]*(?:-\p{Lu}[^\p{Lu}-]*)*$"
 _HONORIFICS = frozenset({"Dr.", "Mr.", "Mrs.", "Ms.", "St.", "Prof."})
+_WORD = r"\p{L}[\p{L}\p{N}]*"
+# a run of capitalised words in mid-sentence: after a lower-case letter, a digit, a comma, a
+# semicolon or a closing bracket on the same line ("use Chrome Remote Desktop instead")
+_MID_RUN = r"[\p{Ll}\p{N},;)] +\p{Lu}[\p{L}\p{N}]*(?: +\p{Lu}[\p{L}\p{N}]*)*"
+
+
+def _mid_sentence_capitals(a: pl.DataFrame, text: str) -> pl.DataFrame:
+    """Per article, each word written capitalised in mid-sentence and the capitalised word
+    after it in the same run (null at the run's end), with how often: ``Chrome Remote
+    Desktop`` gives (Chrome, Remote), (Remote, Desktop), (Desktop, null). Headings (``## ``
+    lines) are left out: they are Title Case, like the titles."""
+    body = pl.col(text).fill_null("").str.replace_all(r"(?m)^#+ .*$", "")
+    return (
+        a.select("_a", _r=body.str.extract_all(_MID_RUN))
+        .explode("_r")
+        .drop_nulls("_r")
+        .with_row_index("_run")
+        .select(
+            "_a",
+            "_run",
+            _base=pl.col("_r")
+            .str.slice(1)
+            .str.strip_chars()
+            .str.split(" ")
+            .list.eval(pl.element().filter(pl.element() != "")),
+        )
+        .explode("_base")
+        .with_columns(_next=pl.col("_base").shift(-1).over("_run"))
+        .group_by("_a", "_base", "_next")
+        .agg(_n=pl.len())
+    )
+
+
+def _lower_count(text: pl.Expr, word: pl.Expr) -> pl.Expr:
+    """How often ``word`` (a pattern of letters and digits) stands as a word in ``text``."""
+    return text.fill_null("").str.count_matches(pl.lit(r"\b") + word + pl.lit(r"\b"))
 
 
 def cased_prompts(articles: pl.DataFrame, title: str = "core", text: str = "text") -> pl.Series:
     """ "How to Brush a Dog's Teeth" -> "How to brush a dog's teeth?": every title-cased word
-    after "How to" lowered unless the article's own text writes it capitalised in mid-sentence
-    (after a lower-case letter, a digit or a comma) more often than in lower case, which marks
-    a name ("How to use Bitcoin?", "How to dress for Oktoberfest?"). The first word is the
-    verb and always lowered; words with other capitals ("iPhone", "CPR") and honorifics ("Dr.")
-    stay as written. Done for all articles at once in polars (no Python loop per article)."""
+    after "How to" lowered unless the article's own text marks it as a name, by writing it
+    capitalised in mid-sentence (after a lower-case letter, a digit or a comma) more often
+    than in lower case, singular or plural ("How to use Bitcoin?", "How to dress for
+    Oktoberfest?"; "poll" counts against "Polls"). Every word of a run of capitals counts
+    ("In a South Indian birth chart"), and a name of several words is read as one: the
+    title's next word must follow the word in the text's run, or the run must end there.
+    "Remote Desktop" and "Chrome Remote Desktop" count for "Remote Desktop" in the title
+    ("How to use Remote Desktop on Windows 8?"); "Virtual Router" is no evidence for "Virtual
+    Wifi". The first word is the verb and always lowered; words with other capitals
+    ("iPhone", "CPR") and honorifics ("Dr.") stay as written. Done for all articles at once in
+    polars (no Python loop per article)."""
     a = articles.select(title, text).with_row_index("_a")
     words = (
         a.select("_a", _w=pl.col(title).str.strip_prefix("How to ").str.split(" "))
         .explode("_w")
         .with_columns(_i=pl.int_range(pl.len()).over("_a"))
-        .with_columns(_base=pl.col("_w").str.extract(r"(\p{L}[\p{L}\p{N}]*)", 1))
-    )
-    names = (
-        a.select(
-            "_a",
-            _base=pl.col(text)
-            .fill_null("")
-            .str.extract_all(r"[\p{Ll}\p{N},;)]\s+\p{Lu}[\p{L}\p{N}]*")
-            .list.eval(pl.element().str.extract(r"(\p{Lu}[\p{L}\p{N}]*)$", 1)),
+        .with_columns(_base=pl.col("_w").str.extract(f"({_WORD})", 1))
+        .with_columns(
+            # the next title word, where it is capitalised: the name may go on
+            _tnext=pl.when(pl.col("_w").str.contains(r"^\p{Lu}").shift(-1).over("_a")).then(
+                pl.col("_base").shift(-1).over("_a")
+            )
         )
-        .explode("_base")
-        .drop_nulls("_base")
-        .group_by("_a", "_base")
-        .agg(_caps=pl.len())
     )
-    words = words.join(names, on=["_a", "_base"], how="left", maintain_order="left")
-    # counter-evidence: the same word written in lower case in the text ("Seller" in a button's
-    # label, "seller" everywhere else)
-    maybe = (
-        words.filter(pl.col("_caps").is_not_null())
-        .select("_a", "_i", "_caps", _low=pl.col("_base").str.to_lowercase())
+    runs = _mid_sentence_capitals(a, text)
+    caps = (
+        words.select("_a", "_i", "_base", "_tnext")
+        .join(runs, on=["_a", "_base"], how="inner")
+        .filter(pl.col("_next").is_null() | (pl.col("_next") == pl.col("_tnext")))
+        .group_by("_a", "_i")
+        .agg(_caps=pl.col("_n").sum())
+    )
+    # counter-evidence: the word written in lower case in the text, in the singular or the
+    # plural ("Seller" in a button's label, "seller" everywhere else; "the Facebook Polls page"
+    # once, "poll" fifteen times)
+    single = (
+        caps.join(words.select("_a", "_i", "_base"), on=["_a", "_i"], how="left")
         .join(a.select("_a", text), on="_a", how="left")
         .select(
             "_a",
             "_i",
             _name=pl.col("_caps")
-            > pl.col(text)
-            .fill_null("")
-            .str.count_matches(pl.lit(r"\b") + pl.col("_low") + pl.lit(r"\b")),
+            > _lower_count(
+                pl.col(text),
+                pl.col("_base").str.to_lowercase().str.replace(r"(\p{L}{3})s$", "$1") + "s?",
+            ),
         )
     )
-    words = words.join(maybe, on=["_a", "_i"], how="left", maintain_order="left").with_columns(
+    words = words.join(single, on=["_a", "_i"], how="left", maintain_order="left").with_columns(
         _w=pl.when(
             pl.col("_w").str.contains(_TITLE_CASED)
             # the first word is the verb ("How to Use ..."), never a name
