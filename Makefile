@@ -70,8 +70,9 @@ fmt: $(NATIVE) ## Format Rust and Python sources
 	$(VENV)/bin/ruff format lima tests benches
 	$(VENV)/bin/ruff check --fix lima tests benches
 
-bench: $(NATIVE) ## Throughput benchmarks (builds a >=1 GB Posts.xml under bench-data/)
+bench: $(NATIVE) ## Throughput benchmarks against peers, 1..N cores (builds 1 GB inputs under bench-data/)
 	$(PY) benches/bench_stackexchange.py
+	$(PY) benches/bench_pushshift.py
 	$(PY) benches/bench_dedup.py --n 13050
 	$(PY) benches/eval_wikihow_classifier.py
 
