@@ -4,6 +4,7 @@ prompts, and bad input on the Reddit path."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,23 @@ def test_entities_decoded() -> None:
             )
             checked += 1
     assert checked > 0
+
+
+def test_fan2018_detokenized_with_typographic_quotes(tmp_path: Path) -> None:
+    raw = FAN.read_text(encoding="utf-8")
+    assert "that \u2019 s there. \u201d" in raw and "As < name > enters" in raw
+    subs_path, comments_path = fan2018.to_pushshift(FAN, tmp_path)
+    bodies = comments_path.read_text(encoding="utf-8")
+    stories = [json.loads(x)["body"] for x in bodies.splitlines()]
+    assert any("\u201cDamnit. I keep forgetting that\u2019s there.\u201d" in b for b in stories)
+    assert any("crack his 6\u20193\u201d head" in b for b in stories)
+    titles = [json.loads(x)["title"] for x in subs_path.read_text().splitlines()]
+    assert any(t.startswith("[WP] As <name> enters Hell") for t in titles)
+    # no apostrophe left between spaces inside a word, no quote split off its word
+    assert not re.search(r"\w \u2019 \w|\u201c |(?<=\S) \u201d", "\n".join(stories + titles))
+    # the bundled sample is this conversion of the shipped CSV
+    sample = ROOT / "lima" / "samples" / "reddit" / "WritingPrompts_comments.ndjson"
+    assert sample.read_text(encoding="utf-8") == bodies
 
 
 @pytest.fixture(scope="module")

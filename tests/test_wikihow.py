@@ -105,9 +105,13 @@ def test_step_table_articles_read_like_lima(steps: wikihow.WikiHowScan) -> None:
     bodies = steps.frame["response"].to_list()
     raw = "\n".join(pl.read_csv(STEPS)["paragraph"].to_list())
     assert "X Research source" in raw and "Go to source" in raw and "https://" in raw
+    # the scraper left images' metadata ({"smallUrl": ..., "licensing": "<div ...>"}) and
+    # inline HTML ("<i>The St. Martins Handbook.</i>") in some paragraphs
+    assert '{"smallUrl":' in raw and "<i>" in raw
     joined = "\n".join(bodies)
     for gone in ("X Research source", "X Trustworthy Source", "X Expert Source", "Go to source",
-                 "https://", "[1]", "**"):  # fmt: skip
+                 "https://", "[1]", "**", "smallUrl", "mw-parser-output", "<i>", "</i>",
+                 "<div"):  # fmt: skip
         assert gone not in joined, gone
     lint = steps.frame.filter(pl.col("title").str.starts_with("How to Remove Lint"))["response"][0]
     assert lint.startswith("1. Use a lint roller. You can find them in the laundry")
@@ -127,6 +131,8 @@ def test_step_table_articles_read_like_lima(steps: wikihow.WikiHowScan) -> None:
     wifi = by_title["3 Ways to Create a Free Virtual Wifi Hotspot on Your Laptop"]
     assert '\n13. Click "System Preferences."\n' in wifi
     assert ". ." not in joined
+    minister = by_title["3 Ways to Be an Ordained Minister - wikiHow"]
+    assert "include: Performing baptisms. Officiating weddings and funerals." in minister
 
 
 def test_every_article_has_its_address(steps: wikihow.WikiHowScan) -> None:

@@ -2,10 +2,11 @@
 NDJSON (a submissions file and a comments file), so the real prompts and
 stories can exercise the Pushshift path end to end.
 
-The source CSV is tokenised (``[ WP ]``, ````` ``...'' `````, ``do n't``) and
-carries no votes; the output undoes the tokenisation and leaves ``score`` out
-rather than invent one. Its ``completion`` column is model output and is
-ignored. Run ``python -m lima.curate.sources.fan2018 CSV OUT_DIR``.
+The source CSV is tokenised (``[ WP ]``, ````` ``...'' `````, ``do n't``, and the
+typographic quotes and apostrophes split off the same way) and carries no votes;
+the output undoes the tokenisation and leaves ``score`` out rather than invent
+one. Its ``completion`` column is model output and is ignored. Run
+``python -m lima.curate.sources.fan2018 CSV OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ _RULES = [
     (re.compile(r" (n't|'s|'re|'ve|'ll|'d|'m)\b"), r"\1"),
     (re.compile(r" ([.,!?;:%)\]])"), r"\1"),
     (re.compile(r"([(\[$]) "), r"\1"),
+    # typographic apostrophes and quotes are split off too ("that _ s", "_ Where", "6 _ 3"):
+    # the apostrophe between two letters or digits, the opening quotes before a word and the
+    # closing ones after one go back
+    (re.compile(r"(\w) \u2019 (\w)"), "\\1\u2019\\2"),
+    (re.compile(r"([\u201c\u2018]) "), r"\1"),
+    (re.compile(r"(?<=\S) ([\u201d\u2019])(?!\w)"), r"\1"),
+    (re.compile(r"< (\w+) >"), r"<\1>"),  # "As < name > enters Hell"
     (re.compile(r"[ \t]+\n"), "\n"),
     (re.compile(r"\n[ \t]+"), "\n"),
     (re.compile(r"[ \t]{2,}"), " "),

@@ -163,13 +163,15 @@ _CITATIONS = [
 def _clean(text: pl.Expr) -> pl.Expr:
     """Citations, links and images out; spacing tidied; line breaks kept (they separate a
     step's paragraph from its bullets)."""
-    t = text.fill_null("")
+    # an image's metadata as the scraper left it: {"smallUrl": ..., "licensing": "<div ...>"}
+    t = text.fill_null("").str.replace_all(r'\{"smallUrl":[^}]*\}', "")
     for pattern in _CITATIONS:
         t = t.str.replace_all(pattern, "")
     return (
         t.str.replace_all(r"!\[[^\]]*\]\([^)]*\)", "")  # Markdown images
         .str.replace_all(r"\[([^\]]+)\]\((?:https?://|/)[^)]*\)", "$1")  # Markdown links
         .str.replace_all(r"(?i)\[Image:[^\]]*\]|<img[^>]*>", "")
+        .str.replace_all(r"(?i)</?(?:i|b|u|em|strong|span|small)>", "")  # "<i>Title.</i>"
         .str.replace_all(r"h?https?://\S+|www\.\S+", "")
         .str.replace_all(r"[ \t]+([.,;:!?])", "$1")
         .str.replace_all(r"[ \t]{2,}", " ")
