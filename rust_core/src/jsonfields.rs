@@ -236,6 +236,14 @@ mod tests {
         );
         assert_eq!((got[3].1, got[4].1), (Raw::Null, Raw::Bool(true)));
         assert_eq!(fields("  {}\n").expect("empty"), vec![]);
+        // Nesting is counted, not recursed into: a hostile depth costs no stack.
+        let deep = format!(
+            "{{\"a\":{}{},\"b\":2}}",
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        let got = fields(&deep).expect("deep");
+        assert_eq!((got[0].1, got[1].1), (Raw::Nested, Raw::Num(b"2")));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::input::{self, Progress};
 use crate::jsonfields::{self, Raw};
 use crate::lines::{self, Event};
 use crate::scan::{OnError, MAX_ERRORS_KEPT};
+use crate::table;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -456,6 +457,7 @@ pub fn scan_pushshift(
         scanner.funnel.dropped.insert(r, 0);
     }
     let mut reader = input::open_stream(path, progress.clone())?;
+    let mut read = table::Faults::default();
     lines::for_each_line(&mut *reader, opts.max_line_bytes, |event| {
         match event {
             Event::Line {
@@ -489,19 +491,17 @@ pub fn scan_pushshift(
                 scanner.fail_or_count(e)?;
             }
             Event::ReadError { error, offset } => {
-                let e = input::read_error(&label, &error, offset, &progress);
-                if opts.on_error == OnError::Fail {
-                    return Err(e);
-                }
-                scanner.funnel.truncated = true;
-                scanner.funnel.archive_errors += 1;
-                scanner.funnel.bytes_lost += input::bytes_lost(&error, offset, &progress);
-                scanner.funnel.errors.push(e.to_string());
+                read.read_failed(&label, &error, offset, &progress, opts.on_error)?;
                 return Ok(false);
             }
         }
         Ok(true)
     })?;
+    let f = &mut scanner.funnel;
+    f.truncated = read.truncated;
+    f.archive_errors = read.archive_errors;
+    f.bytes_lost = read.bytes_lost;
+    f.errors.extend(read.errors);
     Ok((scanner.rows, scanner.funnel))
 }
 

@@ -34,6 +34,29 @@ pub struct Faults {
     pub errors: Vec<String>,
 }
 
+impl Faults {
+    /// A failed container read after `offset` decompressed bytes: the error under
+    /// `OnError::Fail`, else counted with the bytes it cost (the scan ends there).
+    pub fn read_failed(
+        &mut self,
+        label: &str,
+        error: &std::io::Error,
+        offset: u64,
+        progress: &Progress,
+        on_error: OnError,
+    ) -> Result<()> {
+        let e = input::read_error(label, error, offset, progress);
+        if on_error == OnError::Fail {
+            return Err(e);
+        }
+        self.truncated = true;
+        self.archive_errors += 1;
+        self.bytes_lost += input::bytes_lost(error, offset, progress);
+        self.errors.push(e.to_string());
+        Ok(())
+    }
+}
+
 /// Where in the file a line starts, for a reader's own error messages.
 #[derive(Debug, Clone, Copy)]
 pub struct At<'a> {
@@ -123,14 +146,7 @@ pub fn for_each_row(
                 )?;
             }
             Event::ReadError { error, offset } => {
-                let e = input::read_error(label, &error, offset, progress);
-                if on_error == OnError::Fail {
-                    return Err(e);
-                }
-                faults.truncated = true;
-                faults.archive_errors += 1;
-                faults.bytes_lost += input::bytes_lost(&error, offset, progress);
-                faults.errors.push(e.to_string());
+                faults.read_failed(label, &error, offset, progress, on_error)?;
                 return Ok(false);
             }
         }
