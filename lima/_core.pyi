@@ -92,6 +92,7 @@ def scan_pushshift(
     min_comment_chars: int = 0,
     top_level_only: bool = False,
     max_line_bytes: int = 10485760,
+    threads: int = 0,
 ) -> tuple[ArrowBatches, dict[str, Any]]: ...
 def scan_comments(
     path: str | PathLike[str],

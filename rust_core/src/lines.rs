@@ -4,10 +4,14 @@
 //! so a scan of a compressed dump costs about the slower of decoding and
 //! parsing rather than their sum. A few chunks are in flight at most, so
 //! memory stays bounded, and a line longer than the limit is skipped (and
-//! reported) without ever being held.
+//! reported) without ever being held. [`map_chunks`] parses the chunks on
+//! several threads instead and merges their results in input order.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{CoreError, Result};
 
@@ -169,29 +173,31 @@ where
     for msg in rx {
         match msg {
             Msg::Chunk(chunk, len) => {
-                let mut rest = &chunk[..len];
-                while !rest.is_empty() {
-                    let len = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-                    line += 1;
-                    let go = if len > max_line {
-                        each(Event::TooLong {
+                let base = line;
+                let walked = walk_chunk(&chunk[..len], offset, max_line, |e| {
+                    each(match e {
+                        Event::Line {
+                            bytes,
                             offset,
                             line,
-                            len: len as u64,
-                        })?
-                    } else {
-                        each(Event::Line {
-                            bytes: &rest[..len],
+                        } => Event::Line {
+                            bytes,
                             offset,
-                            line,
-                        })?
-                    };
-                    if !go {
-                        return Ok(());
-                    }
-                    offset += len as u64;
-                    rest = &rest[len..];
+                            line: base + line,
+                        },
+                        Event::TooLong { offset, line, len } => Event::TooLong {
+                            offset,
+                            line: base + line,
+                            len,
+                        },
+                        other => other,
+                    })
+                })?;
+                if walked.stopped {
+                    return Ok(());
                 }
+                line += walked.lines;
+                offset += len as u64;
                 let _ = back.try_send(chunk);
             }
             Msg::TooLong(len) => {
@@ -208,6 +214,159 @@ where
         }
     }
     Ok(())
+}
+
+/// What [`walk_chunk`] went through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Walked {
+    /// Lines seen (the one `each` stopped at included).
+    pub lines: u64,
+    /// `each` returned `Ok(false)`.
+    pub stopped: bool,
+}
+
+/// The lines of `chunk` (whole lines, the first at byte `offset` of the
+/// stream) to `each`, numbered from 1 within the chunk; a line longer than
+/// `max_line` comes as [`Event::TooLong`].
+pub fn walk_chunk<F>(chunk: &[u8], offset: u64, max_line: usize, mut each: F) -> Result<Walked>
+where
+    F: FnMut(Event) -> Result<bool>,
+{
+    let mut walked = Walked::default();
+    let mut at = 0usize;
+    while at < chunk.len() {
+        let rest = &chunk[at..];
+        let len = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        walked.lines += 1;
+        let (offset, line) = (offset + at as u64, walked.lines);
+        let go = if len > max_line {
+            each(Event::TooLong {
+                offset,
+                line,
+                len: len as u64,
+            })?
+        } else {
+            each(Event::Line {
+                bytes: &rest[..len],
+                offset,
+                line,
+            })?
+        };
+        if !go {
+            walked.stopped = true;
+            break;
+        }
+        at += len;
+    }
+    Ok(walked)
+}
+
+/// What [`map_chunks`] hands its merger, in input order.
+pub enum Part<R> {
+    /// The worker's result for one chunk of whole lines.
+    Lines(R),
+    /// A line longer than the limit that spanned reads, skipped whole; it
+    /// starts at `offset` and is one line.
+    TooLong { offset: u64, len: u64 },
+    /// Reading failed after `offset` bytes; nothing follows.
+    ReadError { error: io::Error, offset: u64 },
+}
+
+/// Like [`for_each_line`], with the lines parsed on `workers` threads: `work`
+/// gets each chunk of whole lines with its stream offset (walk it with
+/// [`walk_chunk`]; line numbers start again in every chunk) and `merge` gets
+/// the results one at a time in input order, so what it builds is the same
+/// for any `workers`. `merge` returns `Ok(false)` to stop early. At most
+/// `workers + 2` results wait to be merged, so memory stays bounded however
+/// unevenly the chunks take.
+pub fn map_chunks<R, W, M>(
+    reader: &mut dyn BufRead,
+    max_line: usize,
+    workers: usize,
+    work: W,
+    mut merge: M,
+) -> Result<()>
+where
+    R: Send,
+    W: Fn(&[u8], u64) -> R + Sync,
+    M: FnMut(Part<R>) -> Result<bool> + Send,
+{
+    let workers = workers.max(1);
+    let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + workers + 2);
+    // A worker takes a token before a chunk and the merger gives it back once
+    // that chunk's result is merged: this bounds the results held out of order.
+    let (token_tx, token_rx) = sync_channel::<()>(workers + 2);
+    for _ in 0..workers + 2 {
+        let _ = token_tx.send(());
+    }
+    // A worker that panics sends `None`, so the merger stops instead of
+    // waiting for that chunk for ever.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Option<Part<R>>)>();
+    // (next sequence number, stream offset of the next message)
+    let inbox = Arc::new(Mutex::new((rx, 0u64, 0u64)));
+    let tokens = Arc::new(Mutex::new(token_rx));
+    let work = &work;
+    std::thread::scope(|scope| {
+        let merger = scope.spawn(move || {
+            let mut waiting = BTreeMap::new();
+            let mut next = 0u64;
+            for (seq, part) in done_rx {
+                waiting.insert(seq, part);
+                while let Some(part) = waiting.remove(&next) {
+                    next += 1;
+                    let part =
+                        part.ok_or_else(|| CoreError::Config("a line worker panicked".into()))?;
+                    if !merge(part)? {
+                        return Ok(());
+                    }
+                    let _ = token_tx.send(());
+                }
+            }
+            Ok(())
+        });
+        for _ in 0..workers {
+            let (inbox, tokens) = (inbox.clone(), tokens.clone());
+            let (done, back) = (done_tx.clone(), back_tx.clone());
+            scope.spawn(move || loop {
+                if tokens.lock().map_or(true, |t| t.recv().is_err()) {
+                    return;
+                }
+                let taken = {
+                    let Ok(mut inbox) = inbox.lock() else { return };
+                    let (rx, seq, offset) = &mut *inbox;
+                    let Ok(msg) = rx.recv() else { return };
+                    let at = (*seq, *offset);
+                    *seq += 1;
+                    *offset += match &msg {
+                        Msg::Chunk(_, len) => *len as u64,
+                        Msg::TooLong(len) => *len,
+                        Msg::ReadError(_) => 0,
+                    };
+                    (msg, at)
+                };
+                let (msg, (seq, offset)) = taken;
+                let part = match msg {
+                    Msg::Chunk(chunk, len) => {
+                        let r = catch_unwind(AssertUnwindSafe(|| work(&chunk[..len], offset)));
+                        let _ = back.try_send(chunk);
+                        r.ok().map(Part::Lines)
+                    }
+                    Msg::TooLong(len) => Some(Part::TooLong { offset, len }),
+                    Msg::ReadError(error) => Some(Part::ReadError { error, offset }),
+                };
+                if done.send((seq, part)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop((done_tx, back_tx, inbox, tokens));
+        produce(reader, &tx, &back_rx, max_line);
+        drop(tx);
+        merger
+            .join()
+            .unwrap_or_else(|_| Err(CoreError::Config("the line merger panicked".into())))
+    })
 }
 
 #[cfg(test)]
@@ -327,5 +486,80 @@ mod tests {
         })
         .expect("walk");
         assert_eq!(n, 2);
+    }
+
+    fn numbered(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| format!("{i:07}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn mapped_chunks_merge_in_order_and_can_stop() {
+        // 1.5 M lines of 8 bytes: three chunks or so.
+        let data = numbered(1_500_000);
+        for workers in [1, 3] {
+            let mut next = 0u64;
+            let mut chunks = 0;
+            map_chunks(
+                &mut Cursor::new(data.clone()),
+                100,
+                workers,
+                |chunk, offset| {
+                    let mut firsts = Vec::new();
+                    walk_chunk(chunk, offset, 100, |e| {
+                        if let Event::Line { bytes, offset, .. } = e {
+                            firsts.push((offset, bytes.to_vec()));
+                        }
+                        Ok(true)
+                    })
+                    .expect("walk");
+                    firsts
+                },
+                |part| {
+                    let Part::Lines(lines) = part else {
+                        panic!("only lines")
+                    };
+                    for (offset, bytes) in lines {
+                        assert_eq!(offset, next * 8);
+                        assert_eq!(bytes, format!("{next:07}\n").into_bytes());
+                        next += 1;
+                    }
+                    chunks += 1;
+                    Ok(true)
+                },
+            )
+            .expect("map");
+            assert_eq!(next, 1_500_000, "{workers} workers");
+            assert!(chunks >= 2, "{chunks} chunks");
+            let mut merged = 0;
+            map_chunks(
+                &mut Cursor::new(data.clone()),
+                100,
+                workers,
+                |c, _| c.len(),
+                |_| {
+                    merged += 1;
+                    Ok(false)
+                },
+            )
+            .expect("stop");
+            assert_eq!(merged, 1);
+        }
+    }
+
+    #[test]
+    fn a_worker_that_panics_is_an_error_not_a_hang() {
+        let data = numbered(1_500_000);
+        let r = map_chunks(
+            &mut Cursor::new(data),
+            100,
+            2,
+            |_, offset| {
+                assert!(offset == 0, "the second chunk panics");
+            },
+            |_| Ok(true),
+        );
+        assert!(r.is_err_and(|e| e.to_string().contains("panicked")));
     }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::error::{CoreError, Result};
 use crate::input::{self, Progress};
 use crate::jsonfields::{self, Raw};
-use crate::lines::{self, Event};
+use crate::lines::{self, Event, Part};
 use crate::scan::{OnError, MAX_ERRORS_KEPT};
 use crate::table;
 
@@ -42,6 +42,9 @@ pub struct PushshiftOptions {
     pub min_comment_chars: usize,
     /// Keep only comments that answer the submission itself.
     pub top_level_only: bool,
+    /// Threads parsing lines while one more decompresses (0: one per core).
+    /// The rows and funnel are the same for any number.
+    pub threads: usize,
 }
 
 impl Default for PushshiftOptions {
@@ -55,6 +58,7 @@ impl Default for PushshiftOptions {
             min_comment_score: None,
             min_comment_chars: 0,
             top_level_only: false,
+            threads: 0,
         }
     }
 }
@@ -296,12 +300,18 @@ fn kind_from_name(path: &Path) -> Option<Kind> {
     }
 }
 
+/// One chunk's share of a scan: its rows and counts, and its errors with line
+/// numbers counted from the chunk's first line (the merge shifts them).
 struct Scanner<'o> {
     opts: &'o PushshiftOptions,
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<&'o AhoCorasick>,
     file_kind: Kind,
     funnel: RedditFunnel,
     rows: Vec<RedditRow>,
+    errors: Vec<CoreError>,
+    /// The error that ends the scan (`OnError::Fail`, or cancelled).
+    fatal: Option<CoreError>,
+    lines: u64,
 }
 
 impl Scanner<'_> {
@@ -419,14 +429,92 @@ impl Scanner<'_> {
         }
         self.funnel.lines_read += 1;
         self.funnel.malformed += 1;
-        if self.funnel.errors.len() < MAX_ERRORS_KEPT {
-            self.funnel.errors.push(e.to_string());
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(e);
         }
         Ok(())
     }
+
+    /// Scan one chunk of whole lines starting at byte `offset`.
+    fn chunk(&mut self, chunk: &[u8], offset: u64, label: &str, progress: &Progress) {
+        let max = self.opts.max_line_bytes;
+        let walked = lines::walk_chunk(chunk, offset, max, |event| {
+            match event {
+                Event::Line {
+                    bytes,
+                    offset,
+                    line,
+                } => {
+                    if line % 4096 == 0 && progress.cancelled() {
+                        return Err(CoreError::Interrupted);
+                    }
+                    if let Err(msg) = self.line(bytes) {
+                        let e = CoreError::Format {
+                            path: label.to_string(),
+                            offset,
+                            line,
+                            msg,
+                        };
+                        self.fail_or_count(e)?;
+                    }
+                }
+                Event::TooLong { offset, line, len } => {
+                    self.fail_or_count(too_long(label, offset, line, len, max))?;
+                }
+                Event::ReadError { .. } => unreachable!("a chunk holds whole lines only"),
+            }
+            Ok(true)
+        });
+        match walked {
+            Ok(w) => self.lines = w.lines,
+            Err(e) => self.fatal = Some(e),
+        }
+    }
 }
 
-/// Scan one Pushshift file (zstd with a 2 GiB window, or plain NDJSON).
+fn too_long(label: &str, offset: u64, line: u64, len: u64, max: usize) -> CoreError {
+    CoreError::Format {
+        path: label.to_string(),
+        offset,
+        line,
+        msg: format!("line of {len} bytes is longer than the limit of {max} bytes"),
+    }
+}
+
+/// `e` with its line number counted from the start of the file, not of its chunk.
+fn shifted(mut e: CoreError, base: u64) -> CoreError {
+    if let CoreError::Format { line, .. } = &mut e {
+        *line += base;
+    }
+    e
+}
+
+impl RedditFunnel {
+    fn add(&mut self, o: &RedditFunnel) {
+        self.lines_read += o.lines_read;
+        self.blank += o.blank;
+        self.malformed += o.malformed;
+        self.other_subreddit += o.other_subreddit;
+        self.submissions += o.submissions;
+        self.comments += o.comments;
+        for (reason, n) in &o.dropped {
+            *self.dropped.entry(reason).or_insert(0) += n;
+        }
+        self.kept_submissions += o.kept_submissions;
+        self.kept_comments += o.kept_comments;
+    }
+
+    fn keep_error(&mut self, e: CoreError) {
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(e.to_string());
+        }
+    }
+}
+
+/// Scan one Pushshift file (zstd with a 2 GiB window, or plain NDJSON). One
+/// thread decompresses and cuts the stream into chunks of whole lines;
+/// `opts.threads` parse them; the chunks' rows and counts are joined in file
+/// order, so the result never depends on the thread count.
 pub fn scan_pushshift(
     path: &Path,
     opts: &PushshiftOptions,
@@ -446,63 +534,71 @@ pub fn scan_pushshift(
         Kind::Auto => kind_from_name(path).unwrap_or(Kind::Auto),
         k => k,
     };
-    let mut scanner = Scanner {
-        opts,
-        prefilter,
-        file_kind,
-        funnel: RedditFunnel::default(),
-        rows: Vec::new(),
-    };
+    let mut funnel = RedditFunnel::default();
     for r in DROP_REASONS {
-        scanner.funnel.dropped.insert(r, 0);
+        funnel.dropped.insert(r, 0);
     }
+    // Each chunk's rows, joined once at the end: no growing (and copying) one
+    // vector of every row as the scan goes.
+    let mut parts: Vec<Vec<RedditRow>> = Vec::new();
     let mut reader = input::open_stream(path, progress.clone())?;
     let mut read = table::Faults::default();
-    lines::for_each_line(&mut *reader, opts.max_line_bytes, |event| {
-        match event {
-            Event::Line {
-                bytes,
-                offset,
-                line,
-            } => {
-                if line % 4096 == 0 && progress.cancelled() {
-                    return Err(CoreError::Interrupted);
+    // Lines before the chunk being merged.
+    let mut base = 0u64;
+    let work = |chunk: &[u8], offset: u64| {
+        let mut s = Scanner {
+            opts,
+            prefilter: prefilter.as_ref(),
+            file_kind,
+            funnel: RedditFunnel::default(),
+            rows: Vec::new(),
+            errors: Vec::new(),
+            fatal: None,
+            lines: 0,
+        };
+        s.chunk(chunk, offset, &label, &progress);
+        s
+    };
+    let threads = input::threads_or_all(opts.threads);
+    lines::map_chunks(&mut *reader, opts.max_line_bytes, threads, work, |part| {
+        match part {
+            Part::Lines(s) => {
+                if let Some(e) = s.fatal {
+                    return Err(shifted(e, base));
                 }
-                if let Err(msg) = scanner.line(bytes) {
-                    let e = CoreError::Format {
-                        path: label.clone(),
-                        offset,
-                        line,
-                        msg,
-                    };
-                    scanner.fail_or_count(e)?;
+                funnel.add(&s.funnel);
+                for e in s.errors {
+                    funnel.keep_error(shifted(e, base));
                 }
+                parts.push(s.rows);
+                base += s.lines;
             }
-            Event::TooLong { offset, line, len } => {
-                let e = CoreError::Format {
-                    path: label.clone(),
-                    offset,
-                    line,
-                    msg: format!(
-                        "line of {len} bytes is longer than the limit of {} bytes",
-                        opts.max_line_bytes
-                    ),
-                };
-                scanner.fail_or_count(e)?;
+            Part::TooLong { offset, len } => {
+                base += 1;
+                let e = too_long(&label, offset, base, len, opts.max_line_bytes);
+                if opts.on_error == OnError::Fail {
+                    return Err(e);
+                }
+                funnel.lines_read += 1;
+                funnel.malformed += 1;
+                funnel.keep_error(e);
             }
-            Event::ReadError { error, offset } => {
+            Part::ReadError { error, offset } => {
                 read.read_failed(&label, &error, offset, &progress, opts.on_error)?;
                 return Ok(false);
             }
         }
         Ok(true)
     })?;
-    let f = &mut scanner.funnel;
-    f.truncated = read.truncated;
-    f.archive_errors = read.archive_errors;
-    f.bytes_lost = read.bytes_lost;
-    f.errors.extend(read.errors);
-    Ok((scanner.rows, scanner.funnel))
+    funnel.truncated = read.truncated;
+    funnel.archive_errors = read.archive_errors;
+    funnel.bytes_lost = read.bytes_lost;
+    funnel.errors.extend(read.errors);
+    let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        rows.extend(part);
+    }
+    Ok((rows, funnel))
 }
 
 #[cfg(test)]
@@ -536,6 +632,89 @@ mod tests {
             );
         }
         lines
+    }
+
+    /// Real lines repeated over several chunks, with a bad line, a blank
+    /// line and two overlong lines (one inside a chunk, one longer than a
+    /// read) at known line numbers.
+    fn many_chunks() -> (String, Vec<u64>) {
+        let real = real_lines();
+        let mut text = String::new();
+        let mut bad = Vec::new();
+        let mut n = 0u64;
+        let mut push = |text: &mut String, line: &str| {
+            text.push_str(line);
+            text.push('\n');
+            n += 1;
+            n
+        };
+        for (i, line) in real.iter().cycle().take(30_000).enumerate() {
+            let line = std::str::from_utf8(line).expect("utf-8");
+            push(&mut text, line);
+            match i {
+                2_000 => bad.push(push(&mut text, "{\"subreddit\":\"AskMen\", not json")),
+                9_000 => {
+                    push(&mut text, "  ");
+                }
+                15_000 => bad.push(push(
+                    &mut text,
+                    &format!("{{\"x\":\"{}\"}}", "y".repeat(300_000)),
+                )),
+                22_000 => bad.push(push(
+                    &mut text,
+                    &format!("{{\"x\":\"{}\"}}", "y".repeat(3_000_000)),
+                )),
+                _ => {}
+            }
+        }
+        (text, bad)
+    }
+
+    #[test]
+    fn any_thread_count_gives_the_same_rows_counts_and_errors() {
+        let (text, bad) = many_chunks();
+        assert!(
+            text.len() > 3 * (4 << 20),
+            "{} bytes: fewer than 4 chunks",
+            text.len()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("many.ndjson");
+        std::fs::write(&path, &text).expect("write");
+        let scan_text = |_: &str, opts: &PushshiftOptions| {
+            scan_pushshift(&path, opts, Arc::new(Progress::default()))
+        };
+        let opts = |threads, on_error| PushshiftOptions {
+            subreddit: Some("askmen".into()),
+            on_error,
+            max_line_bytes: 200_000,
+            threads,
+            ..PushshiftOptions::default()
+        };
+        let (rows1, f1) = scan_text(&text, &opts(1, OnError::Skip)).expect("1 thread");
+        assert!(rows1.len() > 5_000, "{}", rows1.len());
+        assert_eq!((f1.malformed, f1.blank), (3, 1));
+        for (err, line) in f1.errors.iter().zip(&bad) {
+            assert!(
+                err.contains(&format!("(line {line})")),
+                "{err} is not line {line}"
+            );
+        }
+        let lines = text.lines().count() as u64;
+        assert_eq!(f1.lines_read, lines);
+        for threads in [2, 3, 8] {
+            let (rows, f) = scan_text(&text, &opts(threads, OnError::Skip)).expect("threads");
+            assert!(rows == rows1, "{threads} threads: other rows");
+            assert_eq!(f, f1, "{threads} threads");
+        }
+        let first = scan_text(&text, &opts(1, OnError::Fail))
+            .expect_err("fail")
+            .to_string();
+        assert!(first.contains(&format!("(line {})", bad[0])), "{first}");
+        for threads in [2, 8] {
+            let e = scan_text(&text, &opts(threads, OnError::Fail)).expect_err("fail");
+            assert_eq!(e.to_string(), first, "{threads} threads");
+        }
     }
 
     #[test]
