@@ -62,6 +62,7 @@ def scan_stackexchange(
     max_depth: int = 8,
     users: bool = True,
     max_line_bytes: int = 67108864,
+    threads: int = 0,
 ) -> tuple[ArrowBatches, dict[str, Any]]: ...
 def check_answer(
     html: str,

@@ -31,6 +31,20 @@ _active: set[_core.Progress] = set()
 _active_lock = threading.Lock()
 
 
+# Decoder threads a scan may use (0: every core): a build's pool gives each scan its
+# share of the cores, so `--jobs N` does not start N scans each sized to every core.
+_budget = threading.local()
+
+
+def scan_threads() -> int:
+    """The thread budget of scans started on this thread (0: every core)."""
+    return int(getattr(_budget, "threads", 0))
+
+
+def set_scan_threads(threads: int) -> None:
+    _budget.threads = threads
+
+
 def cancel_all() -> None:
     """Ask every running scan to stop (each then raises its cancelled error)."""
     with _active_lock:

@@ -106,6 +106,35 @@ def test_memory_budget_bounds_what_runs_at_once(tmp_path: Path) -> None:
     assert all(t.finished() for t in tasks)
 
 
+def test_each_scan_gets_its_share_of_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--jobs 2 on 8 cores: a scan that starts while another can still run at once gets 4
+    decoder threads, not 8; alone (--jobs 1) every scan may use every core (0)."""
+    from lima import progress
+
+    monkeypatch.setattr(jobs, "default_jobs", lambda: 8)
+    assert [jobs.share_of_cores(2, n) for n in (5, 2, 1)] == [4, 4, 8]
+    assert jobs.share_of_cores(16, 3) == 2 and jobs.share_of_cores(16, 40) == 1
+    seen: dict[int, list[int]] = {1: [], 2: []}
+    for n in (1, 2):
+        tasks = build.prepare(sample(), tmp_path / f"out{n}")
+        assert len(tasks) >= 3
+        for t in tasks:
+            inner = t.compute
+
+            def compute(inner: Callable[[], Any] = inner, n: int = n) -> Any:
+                seen[n].append(progress.scan_threads())
+                return inner()  # the budget reaches the native scan as threads=
+
+            t.compute = compute
+        jobs.run_pool(tasks, n, 1 << 40)
+        assert all(t.finished() for t in tasks)
+    assert set(seen[1]) == {0}
+    assert seen[2][0] == 4 and set(seen[2]) <= {4, 8}, seen[2]
+    assert progress.scan_threads() == 0
+
+
 def test_compressed_inputs_are_charged_more(monkeypatch: pytest.MonkeyPatch) -> None:
     assert jobs.input_cost(config.sample_config().resolve(config.SAMPLE_PATHS[1])) == jobs.MIN_COST
     monkeypatch.setattr(jobs, "MIN_COST", 0)  # the samples are smaller than the floor

@@ -181,6 +181,24 @@ class PoolStats:
         return dict(self.__dict__)
 
 
+def share_of_cores(jobs: int, scans_left: int) -> int:
+    """Decoder threads for a scan that starts with `scans_left` scans (itself included)
+    still to run or running: the cores split among the ones that can run at once, so the
+    pool's scans together size their BZip2 decoders and Pushshift parsers to the machine,
+    not each to all of it. The last scans of a build get more as fewer remain."""
+    return max(1, default_jobs() // max(1, min(jobs, scans_left)))
+
+
+def _run_on(task: ScanTask, threads: int) -> None:
+    from lima import progress
+
+    progress.set_scan_threads(threads)
+    try:
+        task.run()
+    finally:
+        progress.set_scan_threads(0)
+
+
 def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
     """Run the unfinished tasks, at most `jobs` at a time and never more than `budget`
     bytes charged at once (a task charged more than the budget runs alone). Tasks start in
@@ -216,7 +234,8 @@ def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
                 if len(running) >= jobs or (running and charged + cost > budget):
                     continue
                 todo.remove(entry)
-                running[pool.submit(t.run)] = (i, cost)
+                threads = share_of_cores(jobs, len(running) + 1 + len(todo))
+                running[pool.submit(_run_on, t, threads)] = (i, cost)
                 charged += cost
                 stats.max_charged_bytes = max(stats.max_charged_bytes, charged)
             if failures:

@@ -213,7 +213,7 @@ fn funnel_to_dict<'py>(py: Python<'py>, f: &Funnel) -> PyResult<Bound<'py, PyDic
     reference_phrases=None, image_references=true, image_phrases=None,
     max_link_list_share=0.5, bullet="* ", blank_line_between_paragraphs=false,
     inline_code_backticks=true, escape_markdown=true, max_depth=8, users=true,
-    max_line_bytes=67_108_864,
+    max_line_bytes=67_108_864, threads=0,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn scan_stackexchange<'py>(
@@ -239,6 +239,7 @@ fn scan_stackexchange<'py>(
     max_depth: usize,
     users: bool,
     max_line_bytes: usize,
+    threads: usize,
 ) -> PyResult<(ArrowBatches, Bound<'py, PyDict>)> {
     let on_error = parse_on_error(on_error)?;
     let config = filter_config(
@@ -265,6 +266,7 @@ fn scan_stackexchange<'py>(
         on_error,
         seed,
         max_line_bytes,
+        threads,
     };
     let progress = progress
         .map(|p| p.inner.clone())

@@ -39,6 +39,8 @@ pub struct ScanOptions {
     pub seed: u64,
     /// Longest row accepted, in bytes.
     pub max_line_bytes: usize,
+    /// Threads decoding a BZip2 dump (0: one per core); the result is the same.
+    pub threads: usize,
 }
 
 impl Default for ScanOptions {
@@ -47,6 +49,7 @@ impl Default for ScanOptions {
             on_error: OnError::Fail,
             seed: 0,
             max_line_bytes: 64 << 20,
+            threads: 0,
         }
     }
 }
@@ -118,9 +121,13 @@ pub fn scan_path(
     opts: &ScanOptions,
     progress: Arc<Progress>,
 ) -> Result<(Vec<Pair>, Funnel)> {
-    input::read_site_member(path, "Posts.xml", progress.clone(), |reader, label| {
-        scan_posts(reader, label, filters, opts, &progress)
-    })
+    input::read_site_member_with(
+        path,
+        "Posts.xml",
+        opts.threads,
+        progress.clone(),
+        |r, label| scan_posts(r, label, filters, opts, &progress),
+    )
 }
 
 struct Candidate {

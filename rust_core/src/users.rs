@@ -153,22 +153,29 @@ pub fn scan_site(
             let n = input::file_name(name);
             n.eq_ignore_ascii_case("Posts.xml") || n.eq_ignore_ascii_case("Users.xml")
         };
-        input::for_each_7z_member(&file, 0, progress.clone(), &wanted, |name, reader| {
-            let label = format!("{}:{}", file.display(), name);
-            if input::file_name(name).eq_ignore_ascii_case("Posts.xml") {
-                posts = Some(scan::scan_posts(reader, &label, filters, opts, &progress)?);
-            } else {
-                users.found = true;
-                let ids = posts.as_ref().map(|(p, _)| owner_ids(p));
-                // Users before Posts (not how the dumps are packed): keep every name.
-                let names = read_names(reader, &label, ids.as_ref(), opts, &progress, &mut users)?;
-                match posts.as_mut() {
-                    Some((pairs, _)) => attribute(pairs, &names, &mut users),
-                    None => early = Some(names),
+        input::for_each_7z_member(
+            &file,
+            opts.threads,
+            progress.clone(),
+            &wanted,
+            |name, reader| {
+                let label = format!("{}:{}", file.display(), name);
+                if input::file_name(name).eq_ignore_ascii_case("Posts.xml") {
+                    posts = Some(scan::scan_posts(reader, &label, filters, opts, &progress)?);
+                } else {
+                    users.found = true;
+                    let ids = posts.as_ref().map(|(p, _)| owner_ids(p));
+                    // Users before Posts (not how the dumps are packed): keep every name.
+                    let names =
+                        read_names(reader, &label, ids.as_ref(), opts, &progress, &mut users)?;
+                    match posts.as_mut() {
+                        Some((pairs, _)) => attribute(pairs, &names, &mut users),
+                        None => early = Some(names),
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         let Some((mut pairs, funnel)) = posts else {
             return Err(CoreError::Config(format!(
                 "{}: the archive holds no Posts.xml",
@@ -182,10 +189,13 @@ pub fn scan_site(
         if let Some(sibling) = users_archive_beside(&file).filter(|_| !users.found) {
             users.found = true;
             let ids = owner_ids(&pairs);
-            let names =
-                input::read_site_member(&sibling, "Users.xml", progress.clone(), |r, l| {
-                    read_names(r, l, Some(&ids), opts, &progress, &mut users)
-                })?;
+            let names = input::read_site_member_with(
+                &sibling,
+                "Users.xml",
+                opts.threads,
+                progress.clone(),
+                |r, l| read_names(r, l, Some(&ids), opts, &progress, &mut users),
+            )?;
             attribute(&mut pairs, &names, &mut users);
         }
         return Ok((pairs, funnel, users));
@@ -196,7 +206,7 @@ pub fn scan_site(
         users.found = true;
         let ids = owner_ids(&pairs);
         let label = users_file.display().to_string();
-        let mut reader = input::open_stream(&users_file, progress.clone())?;
+        let mut reader = input::open_stream_with(&users_file, opts.threads, progress.clone())?;
         let names = read_names(
             &mut *reader,
             &label,

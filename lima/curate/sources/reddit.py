@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from lima import _core, schema
-from lima.progress import run_with_bar
+from lima.progress import run_with_bar, scan_threads
 
 ROW_SCHEMA = {
     "kind": pl.String,
@@ -60,6 +60,8 @@ def scan_file(
     top_level_only: bool = False,
     show_progress: bool | None = None,
 ) -> PushshiftScan:
+    threads = scan_threads()
+
     def work(progress: _core.Progress) -> tuple[_core.ArrowBatches, dict[str, Any]]:
         return _core.scan_pushshift(
             path,
@@ -71,6 +73,7 @@ def scan_file(
             min_comment_score=min_comment_score,
             min_comment_chars=min_comment_chars,
             top_level_only=top_level_only,
+            threads=threads,
         )
 
     batches, funnel = run_with_bar(path.name, work, show=show_progress)

@@ -16,7 +16,7 @@ import polars as pl
 from lima import _core, schema
 from lima.curate.sites import is_meta, site_from_path
 from lima.errors import ConfigError
-from lima.progress import console, run_with_bar
+from lima.progress import console, run_with_bar, scan_threads
 
 # Stack Exchange moved to CC BY-SA 3.0 on 2011-04-08 and to 4.0 on 2018-05-02;
 # dumps from before 2019 carry no ContentLicense attribute.
@@ -187,10 +187,13 @@ def scan_site(
     f = filters or FilterSettings()
     options = _core_options(f, style or MarkdownStyle())
 
+    threads = scan_threads()
+
     def work(progress: _core.Progress) -> tuple[_core.ArrowBatches, dict[str, Any]]:
         return _core.scan_stackexchange(
             path,
             progress=progress,
+            threads=threads,
             on_error=on_error,
             seed=seed,
             filters=f.enabled,
