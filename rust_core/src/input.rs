@@ -41,6 +41,14 @@ impl Progress {
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+    /// A line walk's cancellation poll: `Interrupted` once cancelled, looked
+    /// at every 4096th line.
+    pub fn poll(&self, line: u64) -> Result<()> {
+        if line % 4096 == 0 && self.cancelled() {
+            return Err(CoreError::Interrupted);
+        }
+        Ok(())
+    }
     pub fn position(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }

@@ -445,9 +445,7 @@ impl Scanner<'_> {
                     offset,
                     line,
                 } => {
-                    if line % 4096 == 0 && progress.cancelled() {
-                        return Err(CoreError::Interrupted);
-                    }
+                    progress.poll(line)?;
                     if let Err(msg) = self.line(bytes) {
                         let e = CoreError::Format {
                             path: label.to_string(),

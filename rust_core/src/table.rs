@@ -109,9 +109,7 @@ pub fn for_each_row(
                 offset,
                 line,
             } => {
-                if line % 4096 == 0 && progress.cancelled() {
-                    return Err(CoreError::Interrupted);
-                }
+                progress.poll(line)?;
                 last = (offset + bytes.len() as u64, line);
                 let at = At {
                     label,
