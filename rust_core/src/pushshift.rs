@@ -437,6 +437,12 @@ impl Scanner<'_> {
 
     /// Scan one chunk of whole lines starting at byte `offset`.
     fn chunk(&mut self, chunk: &[u8], offset: u64, label: &str, progress: &Progress) {
+        // A chunk holds about 2,000 lines, fewer than the per-line poll's
+        // stride: look once per chunk too.
+        if progress.cancelled() {
+            self.fatal = Some(CoreError::Interrupted);
+            return;
+        }
         let max = self.opts.max_line_bytes;
         let walked = lines::walk_chunk(chunk, offset, max, |event| {
             match event {
@@ -712,6 +718,31 @@ mod tests {
         for threads in [2, 8] {
             let e = scan_text(&text, &opts(threads, OnError::Fail)).expect_err("fail");
             assert_eq!(e.to_string(), first, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn a_cancelled_scan_stops_with_interrupted() {
+        let (text, _) = many_chunks();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("many.ndjson");
+        std::fs::write(&path, &text).expect("write");
+        for threads in [1, 2] {
+            let progress = Arc::new(Progress::default());
+            progress
+                .cancel
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let opts = PushshiftOptions {
+                threads,
+                max_line_bytes: 200_000,
+                on_error: OnError::Skip,
+                ..PushshiftOptions::default()
+            };
+            let r = scan_pushshift(&path, &opts, progress);
+            assert!(
+                matches!(r, Err(CoreError::Interrupted)),
+                "{threads} threads"
+            );
         }
     }
 
