@@ -9,6 +9,12 @@
 //!   hash set above, so a hostile huge id costs one entry) record which ids
 //!   are questions and which have answers, so every answer read is counted.
 //!
+//! An answer that may become its question's top answer (a contender) is
+//! converted to Markdown and judged by the style filters when it is read: on
+//! the parse thread when the scan has one core, else on helper threads fed
+//! through a bounded queue, each result kept under the contender's job
+//! number, so the output does not depend on the thread count.
+//!
 //! The top answer of a question is the highest-scored one; ties go to the
 //! accepted answer, then to the lowest id. Since the accepted id lives on the
 //! question row, tied candidates are all kept until the merge.
@@ -16,8 +22,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::error::{CoreError, Result};
 use crate::filters::{Filters, Reason};
@@ -133,8 +142,195 @@ pub fn scan_path(
 struct Candidate {
     id: u32,
     score: i64,
-    outcome: std::result::Result<Box<KeptAnswer>, Reason>,
+    outcome: Outcome,
 }
+
+/// What the style filters made of a contender: the answer to keep, or the
+/// reason it is not kept.
+type Judged = std::result::Result<Box<KeptAnswer>, Reason>;
+
+enum Outcome {
+    Judged(Judged),
+    /// Sent to the converter threads as job number `.0`; its result is
+    /// looked up when the scan finishes.
+    Converting(u64),
+}
+
+/// A contender's body on its way to a converter thread.
+struct Job {
+    seq: u64,
+    body: String,
+    extra: Extra,
+}
+
+/// The answer's own optional fields, unescaped.
+type Extra = [Option<String>; 4];
+
+/// Convert a contender's body and run the style filters on it; true in the
+/// second place when its nesting was flattened.
+fn judge(filters: &Filters, body: &str, extra: Extra) -> (Judged, bool) {
+    let converted = html::convert(body, &filters.config.style);
+    let flattened = converted.flattened > 0;
+    let judged = match filters.check(&converted) {
+        Some(reason) => Err(reason),
+        None => {
+            let [date, owner_id, owner_name, license] = extra;
+            Ok(Box::new(KeptAnswer {
+                markdown: converted.markdown,
+                date,
+                owner_id,
+                owner_name,
+                license,
+            }))
+        }
+    };
+    (judged, flattened)
+}
+
+/// Threads converting contenders' HTML while the parse thread reads on.
+/// What they judge is filed by job number, so the results do not depend on
+/// which thread took which job.
+struct Converters<'s> {
+    jobs: Option<Sender<Job>>,
+    queued: Arc<Queued>,
+    results: Arc<Mutex<Results>>,
+    next: u64,
+    threads: Vec<ScopedJoinHandle<'s, ()>>,
+}
+
+#[derive(Default)]
+struct Results {
+    /// Judged contenders still in the running, by job number.
+    done: HashMap<u64, Judged>,
+    /// Jobs whose contender was outscored before its result came back: the
+    /// result is dropped on arrival, so memory holds only live contenders.
+    dead: HashSet<u64>,
+    finished: u64,
+    flattened: u64,
+}
+
+/// Bytes of bodies sent and not yet converted, bounded by [`QUEUE_BYTES`] so
+/// memory does not grow when the converters fall behind. Contenders come in
+/// runs (a site's best-voted years); a queue of a few hundred bodies lets the
+/// converters work through a run while the parse thread reads on, where a
+/// queue of a few bodies stalled the parse thread (790 against 1,080 MB/s on
+/// two cores).
+#[derive(Default)]
+struct Queued {
+    bytes: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+const QUEUE_BYTES: usize = 1 << 20;
+
+impl Queued {
+    /// Wait until `n` more bytes fit (a single larger body goes alone);
+    /// false once a converter has failed.
+    fn take(&self, n: usize) -> bool {
+        let Ok(mut g) = self.bytes.lock() else {
+            return false;
+        };
+        while !g.1 && g.0 > 0 && g.0 + n > QUEUE_BYTES {
+            g = match self.freed.wait(g) {
+                Ok(g) => g,
+                Err(_) => return false,
+            };
+        }
+        g.0 += n;
+        !g.1
+    }
+
+    fn give(&self, n: usize, failed: bool) {
+        if let Ok(mut g) = self.bytes.lock() {
+            g.0 = g.0.saturating_sub(n);
+            g.1 |= failed;
+        }
+        self.freed.notify_all();
+    }
+}
+
+impl<'s> Converters<'s> {
+    fn start<'e>(scope: &'s Scope<'s, 'e>, n: usize, filters: &'e Filters) -> Self {
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let queued = Arc::new(Queued::default());
+        let results = Arc::new(Mutex::new(Results::default()));
+        let threads = (0..n)
+            .map(|_| {
+                let (rx, queued, results) = (rx.clone(), queued.clone(), results.clone());
+                scope.spawn(move || loop {
+                    // The lock is held only to take the next job.
+                    let job = rx.lock().map(|r| r.recv());
+                    let Ok(Ok(job)) = job else { break };
+                    let len = job.body.len();
+                    let judged = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        judge(filters, &job.body, job.extra)
+                    }));
+                    queued.give(len, judged.is_err());
+                    // A failure is seen by the parse thread at its next send,
+                    // or at the end, when the finished count falls short.
+                    let (Ok((judged, flat)), Ok(mut r)) = (judged, results.lock()) else {
+                        break;
+                    };
+                    r.finished += 1;
+                    r.flattened += u64::from(flat);
+                    if !r.dead.remove(&job.seq) {
+                        r.done.insert(job.seq, judged);
+                    }
+                })
+            })
+            .collect();
+        Converters {
+            jobs: Some(tx),
+            queued,
+            results,
+            next: 0,
+            threads,
+        }
+    }
+
+    fn send(&mut self, body: String, extra: Extra) -> std::result::Result<u64, String> {
+        let seq = self.next;
+        self.next += 1;
+        let sent = self.queued.take(body.len())
+            && self
+                .jobs
+                .as_ref()
+                .is_some_and(|tx| tx.send(Job { seq, body, extra }).is_ok());
+        if sent {
+            Ok(seq)
+        } else {
+            Err(CONVERTER_FAILED.into())
+        }
+    }
+
+    /// Job `seq`'s contender was outscored: its result is not needed.
+    fn drop_result(&self, seq: u64) {
+        if let Ok(mut r) = self.results.lock() {
+            if r.done.remove(&seq).is_none() {
+                r.dead.insert(seq);
+            }
+        }
+    }
+
+    /// Wait for every job; the results of live contenders, and how many
+    /// bodies were flattened.
+    fn finish(mut self) -> Result<(HashMap<u64, Judged>, u64)> {
+        let failed = || CoreError::Config(CONVERTER_FAILED.into());
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            t.join().map_err(|_| failed())?;
+        }
+        let mut r = self.results.lock().map_err(|_| failed())?;
+        if r.finished != self.next {
+            return Err(failed());
+        }
+        Ok((std::mem::take(&mut r.done), r.flattened))
+    }
+}
+
+const CONVERTER_FAILED: &str =
+    "an HTML converter thread failed (a bug in lima: please report the input)";
 
 struct KeptAnswer {
     markdown: String,
@@ -196,7 +392,7 @@ impl IdSet {
     }
 }
 
-struct Join<'f> {
+struct Join<'f, 's> {
     filters: &'f Filters,
     funnel: Funnel,
     is_question: IdSet,
@@ -205,6 +401,14 @@ struct Join<'f> {
     early_answers: HashMap<u32, u64>,
     candidates: HashMap<u32, Vec<Candidate>>,
     spill: BufWriter<File>,
+    /// None: contenders are converted on the parse thread.
+    converters: Option<Converters<'s>>,
+}
+
+/// How many threads convert contenders' HTML beside the parse thread, for a
+/// scan allowed `threads` (0: all cores): none on one core.
+fn converter_threads(threads: usize) -> usize {
+    input::threads_or_all(threads).saturating_sub(1)
 }
 
 pub fn scan_posts(
@@ -215,32 +419,36 @@ pub fn scan_posts(
     progress: &Progress,
 ) -> Result<(Vec<Pair>, Funnel)> {
     let spill = tempfile::tempfile().map_err(|e| CoreError::io(Path::new("<spill file>"), e))?;
-    let mut join = Join {
-        filters,
-        funnel: Funnel::default(),
-        is_question: IdSet::default(),
-        answered: IdSet::default(),
-        early_answers: HashMap::new(),
-        candidates: HashMap::new(),
-        spill: BufWriter::with_capacity(1 << 20, spill),
-    };
-    let faults = table::for_each_row(
-        reader,
-        label,
-        "posts",
-        opts.max_line_bytes,
-        opts.on_error,
-        progress,
-        |text, at| match join.line(text, at)? {
-            Some(Line::RootEnd) => Ok(Seen::End),
-            _ => Ok(Seen::Other),
-        },
-    )?;
-    table::absorb!(join.funnel, faults);
-    join.finish(opts.seed)
+    std::thread::scope(|scope| {
+        let n = converter_threads(opts.threads);
+        let mut join = Join {
+            filters,
+            funnel: Funnel::default(),
+            is_question: IdSet::default(),
+            answered: IdSet::default(),
+            early_answers: HashMap::new(),
+            candidates: HashMap::new(),
+            spill: BufWriter::with_capacity(1 << 20, spill),
+            converters: (n > 0).then(|| Converters::start(scope, n, filters)),
+        };
+        let faults = table::for_each_row(
+            reader,
+            label,
+            "posts",
+            opts.max_line_bytes,
+            opts.on_error,
+            progress,
+            |text, at| match join.line(text, at)? {
+                Some(Line::RootEnd) => Ok(Seen::End),
+                _ => Ok(Seen::Other),
+            },
+        )?;
+        table::absorb!(join.funnel, faults);
+        join.finish(opts.seed)
+    })
 }
 
-impl Join<'_> {
+impl Join<'_, '_> {
     /// Handle one line. A row that fails here has changed nothing.
     fn line<'l>(&mut self, line: &'l str, at: &At) -> Result<Option<Line<'l>>> {
         let parsed =
@@ -349,29 +557,29 @@ impl Join<'_> {
         let score = posts::parse_int(posts::required(row.score, "Score")?, "Score")?;
         let contender = self.contender(parent, score);
         let outcome = if contender {
-            let body = posts::unescape(posts::required(row.body, "Body")?)?;
-            let converted = html::convert(&body, &self.filters.config.style);
-            if converted.flattened > 0 {
-                self.funnel.nesting_flattened += 1;
+            let body = posts::unescape(posts::required(row.body, "Body")?)?.into_owned();
+            let mut extra: Extra = Default::default();
+            let fields = [
+                row.creation_date,
+                row.owner_user_id,
+                row.owner_display_name,
+                row.content_license,
+            ];
+            for (slot, v) in extra.iter_mut().zip(fields) {
+                *slot = v
+                    .map(|s| posts::unescape(s).map(|c| c.into_owned()))
+                    .transpose()?;
             }
-            match self.filters.check(&converted) {
-                Some(reason) => Err(reason),
+            match self.converters.as_mut() {
+                Some(pool) => Outcome::Converting(pool.send(body, extra)?),
                 None => {
-                    let opt = |v: Option<&str>| -> std::result::Result<Option<String>, String> {
-                        v.map(|s| posts::unescape(s).map(|c| c.into_owned()))
-                            .transpose()
-                    };
-                    Ok(Box::new(KeptAnswer {
-                        markdown: converted.markdown,
-                        date: opt(row.creation_date)?,
-                        owner_id: opt(row.owner_user_id)?,
-                        owner_name: opt(row.owner_display_name)?,
-                        license: opt(row.content_license)?,
-                    }))
+                    let (judged, flattened) = judge(self.filters, &body, extra);
+                    self.funnel.nesting_flattened += u64::from(flattened);
+                    Outcome::Judged(judged)
                 }
             }
         } else {
-            Err(Reason::ScoreBelowMin)
+            Outcome::Judged(Err(Reason::ScoreBelowMin))
         };
         self.funnel.rows_read += 1;
         self.funnel.answers += 1;
@@ -382,7 +590,11 @@ impl Join<'_> {
         if contender {
             let list = self.candidates.entry(parent).or_default();
             if list.first().is_some_and(|c| score > c.score) {
-                list.clear();
+                for c in list.drain(..) {
+                    if let (Outcome::Converting(seq), Some(pool)) = (c.outcome, &self.converters) {
+                        pool.drop_result(seq);
+                    }
+                }
             }
             list.push(Candidate { id, score, outcome });
         }
@@ -391,6 +603,14 @@ impl Join<'_> {
 
     fn finish(mut self, seed: u64) -> Result<(Vec<Pair>, Funnel)> {
         let spill_err = |e: io::Error| CoreError::io(Path::new("<spill file>"), e);
+        let mut converted = match self.converters.take() {
+            Some(pool) => {
+                let (done, flattened) = pool.finish()?;
+                self.funnel.nesting_flattened += flattened;
+                done
+            }
+            None => HashMap::new(),
+        };
         let f = &mut self.funnel;
         f.answers_orphaned = self
             .early_answers
@@ -438,7 +658,13 @@ impl Join<'_> {
             let Some(top) = cands.into_iter().min_by_key(|c| (c.id != accepted, c.id)) else {
                 continue;
             };
-            let answer = match top.outcome {
+            let judged = match top.outcome {
+                Outcome::Judged(j) => j,
+                Outcome::Converting(seq) => converted
+                    .remove(&seq)
+                    .ok_or_else(|| CoreError::Config(CONVERTER_FAILED.into()))?,
+            };
+            let answer = match judged {
                 Err(reason) => {
                     *self.funnel.rejected.entry(reason.as_str()).or_insert(0) += 1;
                     continue;

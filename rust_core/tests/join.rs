@@ -164,3 +164,35 @@ fn zstd_with_long_window_reads_like_the_plain_file() {
     let (_, f) = scan_path(&path, &filters, &skip, Arc::new(Progress::default())).expect("skip");
     assert!(f.truncated);
 }
+
+/// Contenders are converted on helper threads when the scan may use more
+/// than one; the pairs and every count are the same on any number. Nesting is
+/// capped at one level here so that the flattened count is not zero, and the
+/// filters are on, so answers are both kept and rejected.
+#[test]
+fn any_thread_count_converts_to_the_same_pairs_and_counts() {
+    let site = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../lima/samples/stackexchange/quantumcomputing.stackexchange.com");
+    let mut config = FilterConfig {
+        min_score: 2,
+        ..FilterConfig::default()
+    };
+    config.style.max_depth = 1;
+    let f = Filters::new(config).expect("valid filters");
+    let scan = |threads: usize| {
+        let opts = ScanOptions {
+            threads,
+            ..ScanOptions::default()
+        };
+        scan_path(&site, &f, &opts, Arc::new(Progress::default())).expect("scan")
+    };
+    let (pairs, funnel) = scan(1);
+    assert!(funnel.kept > 20, "{funnel:?}");
+    assert!(funnel.rejected.values().filter(|n| **n > 0).count() >= 3);
+    assert!(funnel.nesting_flattened > 0, "{funnel:?}");
+    for threads in [2, 3, 8] {
+        let (p, fu) = scan(threads);
+        assert_eq!(fu, funnel, "{threads} threads");
+        assert_eq!(p, pairs, "{threads} threads");
+    }
+}
