@@ -668,32 +668,88 @@ impl Writer {
             code.push_str(text);
             return;
         }
-        for (i, word) in text.split(|c: char| c.is_whitespace()).enumerate() {
-            if i > 0 {
+        // The words between whitespace, as `text.split(char::is_whitespace)`
+        // gives them: a space between each two, each written on its own,
+        // except that after a plain word a run of plain words parted by
+        // single spaces is written at once (most prose).
+        let b = text.as_bytes();
+        let mut at = 0;
+        let mut first = true;
+        loop {
+            let (end, ws) = match text[at..].char_indices().find(|(_, c)| c.is_whitespace()) {
+                Some((i, c)) => (at + i, c.len_utf8()),
+                None => (text.len(), 0),
+            };
+            if !first {
                 self.space();
             }
-            if !word.is_empty() {
-                self.word(word);
+            first = false;
+            let word = &text[at..end];
+            let mut next = end;
+            if !word.is_empty() && !self.plain_word(word) {
+                self.escaped_word(word);
+            } else if !word.is_empty() && self.math == Math::Off && !self.in_cell() {
+                next = plain_run(b, end);
+                if next > end {
+                    self.plain_words(&text[end..next]);
+                }
             }
+            if next == text.len() {
+                break;
+            }
+            // `next` is at whitespace: the word after it starts past it.
+            at = if next == end {
+                end + ws
+            } else {
+                next + text[next..].chars().next().map_or(1, char::len_utf8)
+            };
         }
     }
 
-    /// One whitespace-free piece of prose: math tracked, Markdown escaped.
-    fn word(&mut self, word: &str) {
-        let line_start =
-            !self.in_cell() && (self.gap >= Gap::Line || self.out.is_empty() || self.after_marker);
-        if self.math == Math::Off && is_plain_word(word, line_start) {
-            // Nothing to track or escape: the word is its own Markdown.
-            self.write_raw(word);
-            let target = if self.in_quote() {
-                &mut self.quoted
-            } else {
-                &mut self.prose
-            };
-            target.push_str(word);
-            self.after_word(word.as_bytes()[word.len() - 1] as char, word.len());
-            return;
+    /// Whether the next word opens a line, where block markers are read.
+    fn at_word_line_start(&self) -> bool {
+        !self.in_cell() && (self.gap >= Gap::Line || self.out.is_empty() || self.after_marker)
+    }
+
+    /// A word with nothing to track or escape (see [`is_plain_word`]) is
+    /// its own Markdown: written, and true; else false, nothing done.
+    fn plain_word(&mut self, word: &str) -> bool {
+        if self.math != Math::Off || !is_plain_word(word, self.at_word_line_start()) {
+            return false;
         }
+        self.write_raw(word);
+        let target = if self.in_quote() {
+            &mut self.quoted
+        } else {
+            &mut self.prose
+        };
+        target.push_str(word);
+        self.after_word(word.as_bytes()[word.len() - 1] as char, word.len());
+        true
+    }
+
+    /// Right after a plain word, outside math and tables: `run` is
+    /// `" w2 w3 ... wn"`, plain words each after one space. Written as
+    /// [`Writer::space`] and [`Writer::plain_word`] would write them one by
+    /// one: a space, then the word, in the Markdown and in the prose (which
+    /// ends with the word before, so the space goes there too).
+    fn plain_words(&mut self, run: &str) {
+        self.out.push_str(run);
+        let target = if self.in_quote() {
+            &mut self.quoted
+        } else {
+            &mut self.prose
+        };
+        target.push_str(run);
+        let spaces = run.bytes().filter(|&c| c == b' ').count();
+        let last = run.as_bytes()[run.len() - 1] as char;
+        self.after_word(last, run.len() - spaces);
+    }
+
+    /// One whitespace-free piece of prose that is not plain: math tracked,
+    /// Markdown escaped.
+    fn escaped_word(&mut self, word: &str) {
+        let line_start = self.at_word_line_start();
         // Scratch buffers kept across words: no allocation per word.
         let (mut md, mut own, mut chars) = std::mem::take(&mut self.scratch);
         md.clear();
@@ -1218,7 +1274,32 @@ impl Writer {
     }
 }
 
-/// A word [`Writer::word`] would copy unchanged: ASCII with no math
+/// The end of the run of `" word"` pieces from `b[start]` on, each word
+/// plain (as [`is_plain_word`] away from a line's start) and whole (followed
+/// by whitespace or the end); `start` itself if there is none. The run stops
+/// before a double space, a piece whose word is not plain, and at any other
+/// whitespace.
+fn plain_run(b: &[u8], start: usize) -> usize {
+    let plain =
+        |c: u8| c.is_ascii_graphic() && !matches!(c, b'$' | b'\\' | b'`' | b'*' | b'_' | b'<');
+    let mut end = start;
+    let mut p = start;
+    while p < b.len() && b[p] == b' ' {
+        let mut q = p + 1;
+        while q < b.len() && plain(b[q]) {
+            q += 1;
+        }
+        let whole = q == b.len() || b[q].is_ascii_whitespace() || b[q] == 0x0b;
+        if q == p + 1 || !whole {
+            break;
+        }
+        end = q;
+        p = q;
+    }
+    end
+}
+
+/// A word [`Writer::plain_word`] copies unchanged: ASCII with no math
 /// delimiter and nothing Markdown reads inside a line, and at a line's start
 /// opening with a letter (no block marker, no list number).
 fn is_plain_word(word: &str, line_start: bool) -> bool {

@@ -188,3 +188,32 @@ fn unbalanced_markup_does_not_panic() {
         let _ = html_to_markdown(html);
     }
 }
+
+/// Runs of plain words after one space each are written at once; words
+/// parted by tabs take the word-by-word path. Both must give the same
+/// Markdown, prose and counts, in prose, quotes, lists and links.
+#[test]
+fn a_run_of_plain_words_converts_like_the_words_one_by_one() {
+    let cases = [
+        "<p>one two  three four five*six seven_eight nine\u{a0}ten\u{b}eleven <b>bold</b> end </p>",
+        "<blockquote><p>quoted words run on and on</p></blockquote><p>own words $x$ here and more</p>",
+        "<ul><li>item one two three</li><li>1. not a list but words</li></ul>",
+        "<p>see <a href=\"https://a.org/x\">the linked page text</a> for more words</p>",
+        "<p>I think we agree.</p><p>Second paragraph, with commas; and (brackets) too.</p>",
+        "<table><tr><td>cell words stay apart</td><td>two more</td></tr></table><p>after the table</p>",
+    ];
+    for html in cases {
+        let tabs = html.replace(' ', "\t").replace("<a\thref", "<a href");
+        let (run, one_by_one) = (html_to_markdown(html), html_to_markdown(&tabs));
+        assert_eq!(run, one_by_one, "{html}");
+    }
+    let c = html_to_markdown(cases[0]);
+    assert_eq!(
+        c.markdown,
+        "one two three four five\\*six seven_eight nine ten eleven bold end"
+    );
+    assert_eq!(
+        c.prose,
+        "one two three four five*six seven_eight nine ten eleven bold end"
+    );
+}
