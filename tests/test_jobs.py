@@ -135,6 +135,30 @@ def test_each_scan_gets_its_share_of_the_cores(
     assert progress.scan_threads() == 0
 
 
+def test_a_scan_that_runs_alone_gets_every_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan charged the whole memory budget runs with nothing beside it (a Stack Overflow
+    among small sites), so it gets all 8 cores under --jobs 4, not 8 // 4."""
+    from lima import progress
+
+    monkeypatch.setattr(jobs, "default_jobs", lambda: 8)
+    tasks = build.prepare(sample(), tmp_path / "out")
+    assert len(tasks) >= 3
+    seen: list[int] = []
+    for t in tasks:
+        inner = t.compute
+
+        def compute(inner: Callable[[], Any] = inner) -> Any:
+            seen.append(progress.scan_threads())
+            return inner()
+
+        t.compute = compute
+    jobs.run_pool(tasks, 4, 1)  # a 1-byte budget: every scan is charged all of it
+    assert all(t.finished() for t in tasks)
+    assert seen == [8] * len(tasks), seen
+
+
 def test_compressed_inputs_are_charged_more(monkeypatch: pytest.MonkeyPatch) -> None:
     assert jobs.input_cost(config.sample_config().resolve(config.SAMPLE_PATHS[1])) == jobs.MIN_COST
     monkeypatch.setattr(jobs, "MIN_COST", 0)  # the samples are smaller than the floor

@@ -234,7 +234,12 @@ def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
                 if len(running) >= jobs or (running and charged + cost > budget):
                     continue
                 todo.remove(entry)
-                threads = share_of_cores(jobs, len(running) + 1 + len(todo))
+                # One charged the whole budget runs alone (nothing starts beside it): all
+                # cores are its own, as for Stack Overflow's Posts among the small sites.
+                alone = cost >= budget
+                threads = (
+                    default_jobs() if alone else share_of_cores(jobs, len(running) + 1 + len(todo))
+                )
                 running[pool.submit(_run_on, t, threads)] = (i, cost)
                 charged += cost
                 stats.max_charged_bytes = max(stats.max_charged_bytes, charged)
