@@ -48,7 +48,8 @@ pub struct ScanOptions {
     pub seed: u64,
     /// Longest row accepted, in bytes.
     pub max_line_bytes: usize,
-    /// Threads decoding a BZip2 dump (0: one per core); the result is the same.
+    /// Threads decoding a BZip2 dump, and converting contenders beside the
+    /// parse thread (0: one per core); the result is the same.
     pub threads: usize,
 }
 
