@@ -15,7 +15,8 @@ beside the real file's.
 Two scans: AskMen, most of the bytes, so every such line is parsed (the dense
 case); WritingPrompts, absent, like most subreddits of a monthly dump, so the
 byte prefilter skips every line. Each tool runs in its own process pinned with
-taskset to 1, 2, ... N cores, best of --repeat, peak RSS from GNU time.
+taskset to 1, 2, ... N cores, best of --repeat rounds (each round runs every
+tool of a column once), peak RSS from GNU time.
 `--before DIR` adds the rows of an older build of the native module
 (DIR/limabefore/_core*.so).
 """
@@ -162,6 +163,7 @@ def main() -> None:
             py = [sys.executable, "-c", BASELINE, str(path), sub]
             t.measure("python-zstandard + orjson", col, py, 1, cores)
         base = ["zstd -d", "lima scan pushshift (before)", "python-zstandard + orjson"]
+        t.run_pending()
         tables.append((t, "lima scan pushshift", base))
     write_report(args.out / "pushshift-results.json", " ".join(sys.argv), tables)
 

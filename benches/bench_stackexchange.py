@@ -13,9 +13,10 @@ the one before. The run prints each ratio (compressed / raw) beside the one
 of a real Posts.xml packed the same way.
 
 Every tool runs in its own process, pinned with taskset to 1, 2, ... N cores
-(each sizes its threads by the cores it may use), best of --repeat, after a
-warm-up read so the page cache holds the input for all. Figures are MB/s of
-decompressed XML with the peak RSS; ratios compare tools of the same run.
+(each sizes its threads by the cores it may use), best of --repeat rounds (one
+run of every tool per round), after a warm-up read so the page cache holds the
+input for all. Figures are MB/s of decompressed XML with the peak RSS; ratios
+compare tools of the same run.
 
 Peers: `7z x -so` (p7zip-full), `lbzip2 -d` and `pbzip2 -d` on the same XML
 as .bz2, `dd` (reading the plain file), and lxml iterparse with the same join
@@ -207,6 +208,7 @@ def main() -> None:
     if not args.skip_baseline:
         # single-threaded: one run on one core stands for every column
         plain.measure("lxml iterparse + same join", columns[0], baseline_cmd(posts), 1, [0])
+    plain.run_pending()
     tables.append((plain, "lima scan", ["lima scan (before)", "lxml iterparse + same join"]))
 
     if not have["7z"]:
@@ -233,6 +235,7 @@ def main() -> None:
             col = cores_label(cores)
             t.measure("7z x -so", col, sh(f"7z x -so '{archive}' > /dev/null"), args.repeat, cores)
             versions(t, col, cores, archive)
+        t.run_pending()
         tables.append((t, "lima scan", ["lima scan (before)", "7z x -so"]))
 
     bz_tool = "lbzip2" if have["lbzip2"] else "bzip2"
@@ -254,6 +257,7 @@ def main() -> None:
             if have["bzip2"]:
                 t.measure("bzip2 -d", col, sh(f"bzip2 -d -c '{bz2}' > /dev/null"), 1, cores)
             t.measure("lima scan", col, lima_cmd(bz2), args.repeat, cores)
+        t.run_pending()
         tables.append((t, "lima scan", ["lbzip2 -d", "pbzip2 -d (own file)", "bzip2 -d"]))
     write_report(work / "results.json", " ".join(sys.argv), tables)
 
