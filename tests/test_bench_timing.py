@@ -25,3 +25,19 @@ def test_tools_of_a_column_are_timed_in_rounds(tmp_path: Path) -> None:
     assert set(t.rows) == {"a", "b", "once"}  # the failing tool is left out, not retried
     assert set(t.rows["a"]) == {"1 core", "2 cores"}
     assert "| **a / b** |" in table and "broken" not in table
+
+
+def test_the_native_module_loads_without_the_lima_package() -> None:
+    """The current build is timed like the older one: the library file alone, not the
+    `lima` package's imports on top."""
+    import subprocess
+    import sys
+
+    call = "print('lima' in sys.modules, hasattr(_core, 'scan_pushshift'))"
+    out = subprocess.run(
+        [sys.executable, "-c", timing.lima_core_code(call)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out == ["False", "True"]
