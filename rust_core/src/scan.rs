@@ -19,6 +19,7 @@
 //! accepted answer, then to the lowest id. Since the accepted id lives on the
 //! question row, tied candidates are all kept until the merge.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -167,6 +168,20 @@ struct Job {
 /// The answer's own optional fields, unescaped.
 type Extra = [Option<String>; 4];
 
+/// A post's optional fields (date, owner id, owner name, license), unescaped.
+fn optional_fields<'l>(
+    row: &posts::RawRow<'l>,
+) -> std::result::Result<[Option<Cow<'l, str>>; 4], String> {
+    let [date, owner_id, owner_name, license] = [
+        row.creation_date,
+        row.owner_user_id,
+        row.owner_display_name,
+        row.content_license,
+    ]
+    .map(|v| v.map(posts::unescape).transpose());
+    Ok([date?, owner_id?, owner_name?, license?])
+}
+
 /// Convert a contender's body and run the style filters on it; true in the
 /// second place when its nesting was flattened.
 fn judge(filters: &Filters, body: &str, extra: Extra) -> (Judged, bool) {
@@ -218,8 +233,15 @@ struct Results {
 /// two cores).
 #[derive(Default)]
 struct Queued {
-    bytes: Mutex<(usize, bool)>,
+    state: Mutex<InFlight>,
     freed: Condvar,
+}
+
+#[derive(Default)]
+struct InFlight {
+    bytes: usize,
+    /// A converter failed: nothing waits for room any more.
+    failed: bool,
 }
 
 const QUEUE_BYTES: usize = 1 << 20;
@@ -228,23 +250,23 @@ impl Queued {
     /// Wait until `n` more bytes fit (a single larger body goes alone);
     /// false once a converter has failed.
     fn take(&self, n: usize) -> bool {
-        let Ok(mut g) = self.bytes.lock() else {
+        let Ok(mut g) = self.state.lock() else {
             return false;
         };
-        while !g.1 && g.0 > 0 && g.0 + n > QUEUE_BYTES {
+        while !g.failed && g.bytes > 0 && g.bytes + n > QUEUE_BYTES {
             g = match self.freed.wait(g) {
                 Ok(g) => g,
                 Err(_) => return false,
             };
         }
-        g.0 += n;
-        !g.1
+        g.bytes += n;
+        !g.failed
     }
 
     fn give(&self, n: usize, failed: bool) {
-        if let Ok(mut g) = self.bytes.lock() {
-            g.0 = g.0.saturating_sub(n);
-            g.1 |= failed;
+        if let Ok(mut g) = self.state.lock() {
+            g.bytes = g.bytes.saturating_sub(n);
+            g.failed |= failed;
         }
         self.freed.notify_all();
     }
@@ -514,17 +536,7 @@ impl Join<'_, '_> {
             Some(t) => posts::unescape(t)?,
             None => "".into(),
         };
-        let optional = [
-            row.creation_date,
-            row.owner_user_id,
-            row.owner_display_name,
-            row.content_license,
-        ]
-        .map(|v| v.map(posts::unescape).transpose());
-        let mut extra = Vec::with_capacity(4);
-        for v in optional {
-            extra.push(v?);
-        }
+        let extra = optional_fields(row)?;
         // Everything is validated: from here on the row counts.
         self.funnel.rows_read += 1;
         if self.is_question.set(id) {
@@ -559,18 +571,7 @@ impl Join<'_, '_> {
         let contender = self.contender(parent, score);
         let outcome = if contender {
             let body = posts::unescape(posts::required(row.body, "Body")?)?.into_owned();
-            let mut extra: Extra = Default::default();
-            let fields = [
-                row.creation_date,
-                row.owner_user_id,
-                row.owner_display_name,
-                row.content_license,
-            ];
-            for (slot, v) in extra.iter_mut().zip(fields) {
-                *slot = v
-                    .map(|s| posts::unescape(s).map(|c| c.into_owned()))
-                    .transpose()?;
-            }
+            let extra: Extra = optional_fields(row)?.map(|v| v.map(Cow::into_owned));
             match self.converters.as_mut() {
                 Some(pool) => Outcome::Converting(pool.send(body, extra)?),
                 None => {
