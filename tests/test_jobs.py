@@ -159,6 +159,43 @@ def test_a_scan_that_runs_alone_gets_every_core(
     assert seen == [8] * len(tasks), seen
 
 
+def test_the_largest_scan_starts_first_with_its_share_by_charge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan charged most of the work (the last input listed, charged 30x each other one)
+    starts first under --jobs 2, not last, and gets its share of 8 cores by charge (7), not
+    the even share (4) that would leave it on half the machine once the others finish."""
+    from lima import progress
+
+    monkeypatch.setattr(jobs, "default_jobs", lambda: 8)
+    assert jobs.threads_for(6, 10, 4, 5) == 5  # 8 * 6 / 10, rounded up, beats 8 // 4
+    assert jobs.threads_for(1, 10, 4, 5) == 2  # the even share when that is more
+    assert jobs.threads_for(10, 10, 4, 1) == 8  # never more than the cores
+    tasks = build.prepare(sample(), tmp_path / "out")
+    n = len(tasks)
+    assert n >= 3 and all(t.cost == jobs.MIN_COST for t in tasks)
+    big = tasks[-1]
+    big.cost = 30 * jobs.MIN_COST
+    key = f"{big.kind} {big.label}"  # a site's comments scan shares the site's label
+    lock = threading.Lock()
+    started: list[tuple[str, int]] = []
+    for t in tasks:
+        inner = t.compute
+
+        def compute(inner: Callable[[], Any] = inner, label: str = f"{t.kind} {t.label}") -> Any:
+            with lock:
+                started.append((label, progress.scan_threads()))
+            return inner()
+
+        t.compute = compute
+    jobs.run_pool(tasks, 2, 1 << 40)
+    assert all(t.finished() for t in tasks) and len(started) == n
+    # two run at once: the big one is among the first two to start, whatever the race
+    assert len(dict(started)) == n and key in dict(started[:2]), started
+    assert dict(started)[key] == -(-8 * 30 // (30 + n - 1)) == 7
+    assert all(k in (4, 8) for label, k in started if label != key), started
+
+
 def test_compressed_inputs_are_charged_more(monkeypatch: pytest.MonkeyPatch) -> None:
     assert jobs.input_cost(config.sample_config().resolve(config.SAMPLE_PATHS[1])) == jobs.MIN_COST
     monkeypatch.setattr(jobs, "MIN_COST", 0)  # the samples are smaller than the floor

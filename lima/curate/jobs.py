@@ -189,6 +189,25 @@ def share_of_cores(jobs: int, scans_left: int) -> int:
     return max(1, default_jobs() // max(1, min(jobs, scans_left)))
 
 
+def threads_for(cost: int, pending: int, jobs: int, scans_left: int) -> int:
+    """Threads for a scan charged `cost` that starts while `pending` bytes are charged to it
+    and to every scan running or still to run: the larger of its even share of the cores and
+    its share by charge (rounded up), at most every core. A scan's threads are fixed when it
+    starts, so one that holds most of the work (Stack Overflow's Posts among the small
+    sites) is sized for it then, not left with one core while the small ones finish. The
+    shares by charge of the scans running at once add up to at most the cores plus one per
+    scan."""
+    cores = default_jobs()
+    by_charge = -(-cores * cost // max(pending, cost, 1))
+    return min(cores, max(share_of_cores(jobs, scans_left), by_charge))
+
+
+def start_order(todo: list[tuple[int, ScanTask]]) -> list[tuple[int, ScanTask]]:
+    """The order unfinished scans are offered to the pool: the largest charge first (ties in
+    plan order), so the longest scan does not start last and run on alone."""
+    return sorted(todo, key=lambda e: (-e[1].cost, e[0]))
+
+
 def _run_on(task: ScanTask, threads: int) -> None:
     from lima import progress
 
@@ -201,8 +220,10 @@ def _run_on(task: ScanTask, threads: int) -> None:
 
 def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
     """Run the unfinished tasks, at most `jobs` at a time and never more than `budget`
-    bytes charged at once (a task charged more than the budget runs alone). Tasks start in
-    plan order, a smaller one passing a larger one that waits for memory. On a failure no
+    bytes charged at once (a task charged more than the budget runs alone). Tasks start
+    largest charge first (`start_order`), a smaller one passing a larger one that waits for
+    memory, each with `threads_for` its charge; with one job they run in plan order, each
+    on every core. On a failure no
     new task starts except the earlier ones in plan order, and the earliest failure in plan
     order is raised: the error `--jobs 1` gives."""
     from lima import progress
@@ -219,6 +240,7 @@ def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
         stats.peak_rss_bytes = peak_rss()
         stats.seconds = round(time.monotonic() - start, 3)
         return stats
+    todo = start_order(todo)
     failures: dict[int, BaseException] = {}
     running: dict[Future[None], tuple[int, int]] = {}
     charged = 0
@@ -234,11 +256,17 @@ def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
                 if len(running) >= jobs or (running and charged + cost > budget):
                     continue
                 todo.remove(entry)
+                # charged to this scan, the running ones and those still to run, uncapped:
+                # the share by charge is of the work, not of the memory
+                pending = t.cost + sum(tasks[j].cost for j, _ in running.values())
+                pending += sum(u.cost for _, u in todo)
                 # One charged the whole budget runs alone (nothing starts beside it): all
                 # cores are its own, as for Stack Overflow's Posts among the small sites.
                 alone = cost >= budget
                 threads = (
-                    default_jobs() if alone else share_of_cores(jobs, len(running) + 1 + len(todo))
+                    default_jobs()
+                    if alone
+                    else threads_for(t.cost, pending, jobs, len(running) + 1 + len(todo))
                 )
                 running[pool.submit(_run_on, t, threads)] = (i, cost)
                 charged += cost
