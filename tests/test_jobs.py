@@ -159,24 +159,28 @@ def test_a_scan_that_runs_alone_gets_every_core(
     assert seen == [8] * len(tasks), seen
 
 
-def test_the_largest_scan_starts_first_with_its_share_by_charge(
+def test_the_largest_scan_starts_first_with_every_core(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A scan charged most of the work (the last input listed, charged 30x each other one)
-    starts first under --jobs 2, not last, and gets its share of 8 cores by charge (7), not
-    the even share (4) that would leave it on half the machine once the others finish."""
+    starts first under --jobs 4, not last, and gets all 8 cores, not the even share (2) that
+    would leave it on a quarter of the machine once the others finish; the next largest
+    (20x) gets its share by charge, the others the even share."""
     from lima import progress
 
     monkeypatch.setattr(jobs, "default_jobs", lambda: 8)
     assert jobs.threads_for(6, 10, 4, 5) == 5  # 8 * 6 / 10, rounded up, beats 8 // 4
+    assert jobs.threads_for(6, 10, 4, 5, largest=True) == 8  # more than its share, largest
+    assert jobs.threads_for(1, 10, 4, 5, largest=True) == 2  # the even share covers it
     assert jobs.threads_for(1, 10, 4, 5) == 2  # the even share when that is more
     assert jobs.threads_for(10, 10, 4, 1) == 8  # never more than the cores
     tasks = build.prepare(sample(), tmp_path / "out")
     n = len(tasks)
     assert n >= 3 and all(t.cost == jobs.MIN_COST for t in tasks)
-    big = tasks[-1]
+    big, second = tasks[-1], tasks[-2]
     big.cost = 30 * jobs.MIN_COST
-    key = f"{big.kind} {big.label}"  # a site's comments scan shares the site's label
+    second.cost = 20 * jobs.MIN_COST
+    key = [f"{t.kind} {t.label}" for t in (big, second)]  # a site's comments scan shares its label
     lock = threading.Lock()
     started: list[tuple[str, int]] = []
     for t in tasks:
@@ -188,12 +192,16 @@ def test_the_largest_scan_starts_first_with_its_share_by_charge(
             return inner()
 
         t.compute = compute
-    jobs.run_pool(tasks, 2, 1 << 40)
+    jobs.run_pool(tasks, 4, 1 << 40)
     assert all(t.finished() for t in tasks) and len(started) == n
-    # two run at once: the big one is among the first two to start, whatever the race
-    assert len(dict(started)) == n and key in dict(started[:2]), started
-    assert dict(started)[key] == -(-8 * 30 // (30 + n - 1)) == 7
-    assert all(k in (4, 8) for label, k in started if label != key), started
+    threads = dict(started)
+    # four run at once: the two large ones are among the first four, whatever the race (in
+    # plan order they would wait for a free slot)
+    assert len(threads) == n and set(key) <= set(dict(started[:4])), started
+    assert threads[key[0]] == 8
+    # the second largest, beside the largest: its share by charge, 8 * 20 / (30 + 20 + n - 2)
+    assert threads[key[1]] == -(-8 * 20 // (50 + n - 2)) == 3
+    assert all(k in (2, 4, 8) for label, k in started if label not in key), started
 
 
 def test_compressed_inputs_are_charged_more(monkeypatch: pytest.MonkeyPatch) -> None:

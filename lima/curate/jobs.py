@@ -189,17 +189,22 @@ def share_of_cores(jobs: int, scans_left: int) -> int:
     return max(1, default_jobs() // max(1, min(jobs, scans_left)))
 
 
-def threads_for(cost: int, pending: int, jobs: int, scans_left: int) -> int:
+def threads_for(cost: int, pending: int, jobs: int, scans_left: int, largest: bool = False) -> int:
     """Threads for a scan charged `cost` that starts while `pending` bytes are charged to it
     and to every scan running or still to run: the larger of its even share of the cores and
     its share by charge (rounded up), at most every core. A scan's threads are fixed when it
-    starts, so one that holds most of the work (Stack Overflow's Posts among the small
-    sites) is sized for it then, not left with one core while the small ones finish. The
-    shares by charge of the scans running at once add up to at most the cores plus one per
-    scan."""
+    starts, so one that holds more than its even share of the work is sized for it then. If
+    it is also the `largest` of those running or still to run (it starts first), it gets
+    every core: it runs longest, shares the cores with the small scans while they run (the
+    kernel splits them by thread) and has them all once they finish, as Stack Overflow's
+    Posts among the small sites. The scans running at once hold about twice the cores in
+    threads at most."""
     cores = default_jobs()
+    even = share_of_cores(jobs, scans_left)
     by_charge = -(-cores * cost // max(pending, cost, 1))
-    return min(cores, max(share_of_cores(jobs, scans_left), by_charge))
+    if largest and by_charge > even:
+        return cores
+    return min(cores, max(even, by_charge))
 
 
 def start_order(todo: list[tuple[int, ScanTask]]) -> list[tuple[int, ScanTask]]:
@@ -263,10 +268,13 @@ def run_pool(tasks: list[ScanTask], jobs: int, budget: int) -> PoolStats:
                 # One charged the whole budget runs alone (nothing starts beside it): all
                 # cores are its own, as for Stack Overflow's Posts among the small sites.
                 alone = cost >= budget
+                largest = all(u.cost <= t.cost for _, u in todo) and all(
+                    tasks[j].cost <= t.cost for j, _ in running.values()
+                )
                 threads = (
                     default_jobs()
                     if alone
-                    else threads_for(t.cost, pending, jobs, len(running) + 1 + len(todo))
+                    else threads_for(t.cost, pending, jobs, len(running) + 1 + len(todo), largest)
                 )
                 running[pool.submit(_run_on, t, threads)] = (i, cost)
                 charged += cost
