@@ -73,6 +73,7 @@ fmt: $(NATIVE) ## Format Rust and Python sources
 bench: $(NATIVE) ## Throughput benchmarks against peers, 1..N cores (builds 1 GB inputs under bench-data/)
 	$(PY) benches/bench_stackexchange.py
 	$(PY) benches/bench_pushshift.py
+	$(PY) benches/bench_jobs.py
 	$(PY) benches/bench_dedup.py --n 13050
 	$(PY) benches/eval_wikihow_classifier.py
 
