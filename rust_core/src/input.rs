@@ -331,11 +331,7 @@ pub fn read_site_member_with<T>(
     progress: Arc<Progress>,
     mut read: impl FnMut(&mut dyn BufRead, &str) -> Result<T>,
 ) -> Result<T> {
-    let file = if path.is_dir() {
-        find_in_dir(path, member)?
-    } else {
-        path.to_path_buf()
-    };
+    let file = member_file(path, member)?;
     if let Container::SevenZ = detect(&file)? {
         let mut result = None;
         let wanted = |name: &str| file_name(name).eq_ignore_ascii_case(member);
@@ -350,6 +346,24 @@ pub fn read_site_member_with<T>(
     }
     let mut reader = open_stream_with(&file, threads, progress)?;
     read(&mut *reader, &file.display().to_string())
+}
+
+/// The file [`read_site_member`] reads `member` from: the folder's member, or
+/// `path` itself (which may be an archive holding it).
+fn member_file(path: &Path, member: &str) -> Result<PathBuf> {
+    if path.is_dir() {
+        find_in_dir(path, member)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// The plain file [`read_site_member`] streams `member` from, if it is one:
+/// then each byte offset of the stream is that of the file, and a row can be
+/// read again from there.
+pub fn plain_member(path: &Path, member: &str) -> Result<Option<PathBuf>> {
+    let file = member_file(path, member)?;
+    Ok(matches!(detect(&file)?, Container::Plain).then_some(file))
 }
 
 /// A 7z member as read: its bytes are counted and CRC'd, and a member that

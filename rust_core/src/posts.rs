@@ -258,11 +258,45 @@ fn preview(s: &str) -> String {
 /// character references (decimal or `x` hex, not 0, a valid char). A `&`
 /// with no `;` before the next `&` is an error, as in quick-xml.
 pub fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
-    let b = raw.as_bytes();
-    let Some(first) = memchr::memchr(b'&', b) else {
+    let Some(first) = memchr::memchr(b'&', raw.as_bytes()) else {
         return Ok(Cow::Borrowed(raw));
     };
     let mut out = String::with_capacity(raw.len());
+    walk_escapes(raw, first, &mut out)?;
+    Ok(Cow::Owned(out))
+}
+
+/// Whether [`unescape`] would accept `raw` (the same error if not), with
+/// nothing built: for a value read again later.
+pub fn check_escapes(raw: &str) -> Result<(), String> {
+    match memchr::memchr(b'&', raw.as_bytes()) {
+        Some(first) => walk_escapes(raw, first, &mut ()),
+        None => Ok(()),
+    }
+}
+
+/// Where [`walk_escapes`] puts the text: a `String`, or nowhere.
+trait Unescaped {
+    fn text(&mut self, s: &str);
+    fn char(&mut self, c: char);
+}
+
+impl Unescaped for String {
+    fn text(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn char(&mut self, c: char) {
+        self.push(c);
+    }
+}
+
+impl Unescaped for () {
+    fn text(&mut self, _: &str) {}
+    fn char(&mut self, _: char) {}
+}
+
+fn walk_escapes(raw: &str, first: usize, out: &mut impl Unescaped) -> Result<(), String> {
+    let b = raw.as_bytes();
     let mut last = 0;
     let mut amp = first;
     loop {
@@ -276,16 +310,16 @@ pub fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
                     preview(&raw[amp..])
                 )
             })?;
-        out.push_str(&raw[last..amp]);
+        out.text(&raw[last..amp]);
         let name = &raw[amp + 1..end];
         match name {
-            "lt" => out.push('<'),
-            "gt" => out.push('>'),
-            "amp" => out.push('&'),
-            "apos" => out.push('\''),
-            "quot" => out.push('"'),
+            "lt" => out.char('<'),
+            "gt" => out.char('>'),
+            "amp" => out.char('&'),
+            "apos" => out.char('\''),
+            "quot" => out.char('"'),
             _ => match name.strip_prefix('#') {
-                Some(num) => out.push(char_ref(num)?),
+                Some(num) => out.char(char_ref(num)?),
                 None => return Err(format!("bad escape in attribute: unknown entity &{name};")),
             },
         }
@@ -295,8 +329,8 @@ pub fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
             None => break,
         }
     }
-    out.push_str(&raw[last..]);
-    Ok(Cow::Owned(out))
+    out.text(&raw[last..]);
+    Ok(())
 }
 
 fn char_ref(num: &str) -> Result<char, String> {

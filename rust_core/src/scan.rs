@@ -2,7 +2,10 @@
 //!
 //! Memory is bounded by what is kept, not by the dump:
 //! - questions go to an anonymous spill file on disk as they are read; only
-//!   those that end up with a kept (or counted) top answer are read back;
+//!   those that end up with a kept (or counted) top answer are read back. A
+//!   plain `Posts.xml` is its own spill: the file gets only each question's
+//!   id, score, accepted answer and where its row is, and a kept question's
+//!   row is read again from the input;
 //! - an answer is held only while it is the best so far for its question and
 //!   could pass the score filter; a rejected one is held as a reason, not text;
 //! - two sets of post ids (bits, an eighth of a byte per id, below 2^27; a
@@ -132,12 +135,13 @@ pub fn scan_path(
     opts: &ScanOptions,
     progress: Arc<Progress>,
 ) -> Result<(Vec<Pair>, Funnel)> {
+    let source = input::plain_member(path, "Posts.xml")?;
     input::read_site_member_with(
         path,
         "Posts.xml",
         opts.threads,
         progress.clone(),
-        |r, label| scan_posts(r, label, filters, opts, &progress),
+        |r, label| scan_rows(r, label, source.as_deref(), filters, opts, &progress),
     )
 }
 
@@ -424,6 +428,9 @@ struct Join<'f, 's> {
     early_answers: HashMap<u32, u64>,
     candidates: HashMap<u32, Vec<Candidate>>,
     spill: BufWriter<File>,
+    /// The plain file being read, when the spill holds where each question's
+    /// row is in it rather than the row's fields.
+    source: Option<&'f Path>,
     /// None: contenders are converted on the parse thread.
     converters: Option<Converters<'s>>,
 }
@@ -434,9 +441,23 @@ fn converter_threads(threads: usize) -> usize {
     input::threads_or_all(threads).saturating_sub(1)
 }
 
+/// Join the rows of `Posts.xml` in `reader` (named `label` in errors).
 pub fn scan_posts(
     reader: &mut dyn BufRead,
     label: &str,
+    filters: &Filters,
+    opts: &ScanOptions,
+    progress: &Progress,
+) -> Result<(Vec<Pair>, Funnel)> {
+    scan_rows(reader, label, None, filters, opts, progress)
+}
+
+/// [`scan_posts`]; with `source`, `reader` streams that plain file unchanged
+/// (each byte offset is the file's), so kept questions are read again from it.
+fn scan_rows(
+    reader: &mut dyn BufRead,
+    label: &str,
+    source: Option<&Path>,
     filters: &Filters,
     opts: &ScanOptions,
     progress: &Progress,
@@ -452,6 +473,7 @@ pub fn scan_posts(
             early_answers: HashMap::new(),
             candidates: HashMap::new(),
             spill: BufWriter::with_capacity(1 << 20, spill),
+            source,
             converters: (n > 0).then(|| Converters::start(scope, n, filters)),
         };
         let faults = table::for_each_row(
@@ -484,7 +506,9 @@ impl Join<'_, '_> {
             .map_err(|m| at.err(m))?;
         let kind = posts::required(row.post_type, "PostTypeId").map_err(|m| at.err(m))?;
         match kind.trim() {
-            "1" => self.question(id, &row).map_err(|m| at.err(m))?,
+            "1" => self
+                .question(id, &row, (at.offset, at.line, line.len()))
+                .map_err(|m| at.err(m))?,
             "2" => self.answer(id, &row).map_err(|m| at.err(m))?,
             other => {
                 self.funnel.rows_read += 1;
@@ -524,19 +548,32 @@ impl Join<'_, '_> {
         self.filters.score_ok(score) && best.is_none_or(|best| score >= best)
     }
 
-    fn question(&mut self, id: u32, row: &posts::RawRow) -> std::result::Result<(), String> {
+    /// A question row at `(offset, line, len)` of the input: validated,
+    /// counted, and spilled (its fields, or with a plain source where its row
+    /// is).
+    fn question(
+        &mut self,
+        id: u32,
+        row: &posts::RawRow,
+        (offset, line, len): (u64, u64, usize),
+    ) -> std::result::Result<(), String> {
         let score = posts::parse_int(posts::required(row.score, "Score")?, "Score")?;
         let accepted = match row.accepted_answer_id {
             Some(v) => posts::parse_id(v, "AcceptedAnswerId")?,
             None => 0,
         };
-        let title = posts::unescape(posts::required(row.title, "Title")?)?;
-        let body = posts::unescape(posts::required(row.body, "Body")?)?;
-        let tags = match row.tags {
-            Some(t) => posts::unescape(t)?,
-            None => "".into(),
+        let raw = question_fields(row)?;
+        // Unescaped now when spilled; else only checked, and unescaped when
+        // the row is read again (the same error, in the same field order).
+        let fields = match self.source {
+            None => Some(unescape_fields(raw)?),
+            Some(_) => {
+                raw.iter()
+                    .flatten()
+                    .try_for_each(|v| posts::check_escapes(v))?;
+                None
+            }
         };
-        let extra = optional_fields(row)?;
         // Everything is validated: from here on the row counts.
         self.funnel.rows_read += 1;
         if self.is_question.set(id) {
@@ -549,8 +586,12 @@ impl Join<'_, '_> {
             w.write_all(&id.to_le_bytes())?;
             w.write_all(&score.to_le_bytes())?;
             w.write_all(&accepted.to_le_bytes())?;
-            let mut fields: Vec<Option<&str>> = vec![Some(&title), Some(&body), Some(&tags)];
-            fields.extend(extra.iter().map(|v| v.as_deref()));
+            let Some(fields) = &fields else {
+                let len = u32::try_from(len).map_err(io::Error::other)?;
+                w.write_all(&offset.to_le_bytes())?;
+                w.write_all(&line.to_le_bytes())?;
+                return w.write_all(&len.to_le_bytes());
+            };
             for f in fields {
                 match f {
                     Some(s) => {
@@ -634,6 +675,8 @@ impl Join<'_, '_> {
         let mut r = BufReader::with_capacity(1 << 20, file);
         let mut pairs = Vec::new();
         let mut judged = 0u64;
+        // the plain input, opened again when a kept question is read from it
+        let mut input: Option<File> = None;
         loop {
             let mut head = [0u8; 16];
             match r.read_exact(&mut head) {
@@ -646,16 +689,39 @@ impl Join<'_, '_> {
             score_b.copy_from_slice(&head[4..12]);
             let qscore = i64::from_le_bytes(score_b);
             let accepted = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-            let Some(cands) = self.candidates.remove(&qid) else {
-                for _ in 0..7 {
-                    skip_field(&mut r).map_err(spill_err)?;
+            let cands = self.candidates.remove(&qid);
+            let fields = match (self.source, &cands) {
+                (None, None) => {
+                    for _ in 0..7 {
+                        skip_field(&mut r).map_err(spill_err)?;
+                    }
+                    continue;
                 }
-                continue;
+                (None, Some(_)) => {
+                    let mut fields = Vec::with_capacity(7);
+                    for _ in 0..7 {
+                        fields.push(read_field(&mut r).map_err(spill_err)?);
+                    }
+                    fields
+                }
+                (Some(path), cands) => {
+                    let (mut offset, mut line, mut len) = ([0u8; 8], [0u8; 8], [0u8; 4]);
+                    r.read_exact(&mut offset).map_err(spill_err)?;
+                    r.read_exact(&mut line).map_err(spill_err)?;
+                    r.read_exact(&mut len).map_err(spill_err)?;
+                    if cands.is_none() {
+                        continue;
+                    }
+                    let (offset, line) = (u64::from_le_bytes(offset), u64::from_le_bytes(line));
+                    let len = u32::from_le_bytes(len);
+                    let input = match &input {
+                        Some(f) => f,
+                        None => input.insert(File::open(path).map_err(|e| CoreError::io(path, e))?),
+                    };
+                    read_question_again(input, path, (offset, line, len), qid)?
+                }
             };
-            let mut fields = Vec::with_capacity(7);
-            for _ in 0..7 {
-                fields.push(read_field(&mut r).map_err(spill_err)?);
-            }
+            let Some(cands) = cands else { continue };
             judged += 1;
             let Some(top) = cands.into_iter().min_by_key(|c| (c.id != accepted, c.id)) else {
                 continue;
@@ -738,6 +804,64 @@ fn skip_field(r: &mut BufReader<File>) -> io::Result<()> {
     Ok(())
 }
 
+/// A question's seven spilled fields, as in the row: title, body, tags (an
+/// absent one is empty), then its optional fields.
+fn question_fields<'l>(
+    row: &posts::RawRow<'l>,
+) -> std::result::Result<[Option<&'l str>; 7], String> {
+    Ok([
+        Some(posts::required(row.title, "Title")?),
+        Some(posts::required(row.body, "Body")?),
+        Some(row.tags.unwrap_or("")),
+        row.creation_date,
+        row.owner_user_id,
+        row.owner_display_name,
+        row.content_license,
+    ])
+}
+
+fn unescape_fields(raw: [Option<&str>; 7]) -> std::result::Result<Vec<Option<String>>, String> {
+    raw.into_iter()
+        .map(|v| {
+            v.map(|v| posts::unescape(v).map(Cow::into_owned))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The fields of question `qid` from its row at `(offset, line, len)` of the
+/// plain input `path`, read again; an error if that is no longer the row it was.
+fn read_question_again(
+    input: &File,
+    path: &Path,
+    (offset, line, len): (u64, u64, u32),
+    qid: u32,
+) -> Result<Vec<Option<String>>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; len as usize];
+    input
+        .read_exact_at(&mut bytes, offset)
+        .map_err(|e| CoreError::io(path, e))?;
+    let changed = |why: String| CoreError::Format {
+        path: path.display().to_string(),
+        offset,
+        line,
+        msg: format!("the file changed while it was scanned: question {qid}'s row {why}"),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|e| changed(e.to_string()))?;
+    let row = match posts::parse_line(text).map_err(changed)? {
+        Line::Row(row) => row,
+        _ => return Err(changed("is not a row any more".into())),
+    };
+    let id = row.id.map(|v| posts::parse_id(v, "Id"));
+    if id != Some(Ok(qid)) {
+        return Err(changed(format!("now has Id {:?}", row.id)));
+    }
+    question_fields(&row)
+        .and_then(unescape_fields)
+        .map_err(changed)
+}
+
 /// A fixed, documented mixer: the same seed and id give the same choice on
 /// every platform and version.
 pub fn splitmix64(x: u64) -> u64 {
@@ -749,7 +873,33 @@ pub fn splitmix64(x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::IdSet;
+    use super::{read_question_again, IdSet};
+
+    #[test]
+    fn a_row_that_changed_since_it_was_read_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("Posts.xml");
+        let row = r#"  <row Id="7" PostTypeId="1" Score="3" Title="T &amp; U" Body="&lt;p&gt;b&lt;/p&gt;" />"#;
+        std::fs::write(&path, format!("<posts>\n{row}\n</posts>\n")).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        let len = row.len() as u32;
+        let fields = read_question_again(&file, &path, (8, 2, len), 7).expect("same row");
+        assert_eq!(fields[0].as_deref(), Some("T & U"));
+        assert_eq!(fields[1].as_deref(), Some("<p>b</p>"));
+        assert_eq!(
+            (fields[2].as_deref(), fields[3].as_deref()),
+            (Some(""), None)
+        );
+        let e = read_question_again(&file, &path, (8, 2, len), 8).expect_err("another id");
+        let msg = e.to_string();
+        assert!(msg.contains("Posts.xml: byte 8 (line 2)"), "{msg}");
+        assert!(
+            msg.contains("changed while it was scanned: question 8's row now has Id"),
+            "{msg}"
+        );
+        let e = read_question_again(&file, &path, (0, 1, 7), 7).expect_err("not a row");
+        assert!(e.to_string().contains("is not a row any more"), "{e}");
+    }
 
     #[test]
     fn huge_ids_go_to_the_map_not_the_bits() {

@@ -196,3 +196,72 @@ fn any_thread_count_converts_to_the_same_pairs_and_counts() {
         assert_eq!(p, pairs, "{threads} threads");
     }
 }
+
+/// The same bytes scanned from a plain file (kept questions read again from
+/// it) and from memory (every question's fields spilled) give the same pairs
+/// and funnel, on a whole dump with and without filters, and on a file with a
+/// duplicate question id, a question whose title has a bad escape, and a
+/// question after its answers.
+#[test]
+fn a_plain_posts_xml_read_again_gives_what_the_spill_gives() {
+    let both = |path: &std::path::Path, config: FilterConfig, on_error: OnError| {
+        let f = Filters::new(config).expect("valid filters");
+        let opts = ScanOptions {
+            on_error,
+            ..ScanOptions::default()
+        };
+        let from_file = scan_path(path, &f, &opts, Arc::new(Progress::default())).expect("file");
+        let bytes = std::fs::read(path).expect("read");
+        let in_memory = scan_posts(
+            &mut Cursor::new(bytes),
+            &path.display().to_string(),
+            &f,
+            &opts,
+            &Progress::default(),
+        )
+        .expect("memory");
+        assert_eq!(from_file, in_memory, "{}", path.display());
+        from_file
+    };
+    let site = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../lima/samples/stackexchange/quantumcomputing.stackexchange.com/Posts.xml");
+    let (pairs, _) = both(&site, unfiltered(), OnError::Fail);
+    assert!(pairs.len() > 500, "{}", pairs.len());
+    assert!(pairs
+        .iter()
+        .any(|p| p.question_owner_name.is_some() || p.question_date.is_some()));
+    let (pairs, funnel) = both(
+        &site,
+        FilterConfig {
+            min_score: 2,
+            ..FilterConfig::default()
+        },
+        OnError::Fail,
+    );
+    assert!(!pairs.is_empty() && funnel.rejected.values().sum::<u64>() > 0);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("Posts.xml");
+    let retitled = set_attr(&row("14"), "Title", Some("Another title"));
+    let bad = set_attr(&row("14"), "Title", Some("A &bogus; title"));
+    let rows = [row("35"), row("46"), row("14"), retitled, bad];
+    let mut doc = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<posts>\n");
+    for r in &rows {
+        doc.push_str(r);
+        doc.push('\n');
+    }
+    doc.push_str("</posts>\n");
+    std::fs::write(&path, doc).expect("write");
+    let (pairs, funnel) = both(&path, unfiltered(), OnError::Skip);
+    assert_eq!(pairs.len(), 1);
+    assert_ne!(pairs[0].title, "Another title");
+    assert_eq!(
+        (funnel.duplicate_ids, funnel.malformed_rows),
+        (1, 1),
+        "{funnel:?}"
+    );
+    assert!(
+        funnel.errors[0].contains("unknown entity &bogus;"),
+        "{funnel:?}"
+    );
+}
